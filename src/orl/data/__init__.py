@@ -1,0 +1,1 @@
+"""Image decoding that survives odd files, data-set sources and fingerprints, the demo photos."""

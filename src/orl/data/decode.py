@@ -1,0 +1,103 @@
+"""Decode any image file a long run may meet into 8-bit RGB, or say clearly why it cannot.
+
+Handled: EXIF orientation (applied), CMYK/YCbCr/LAB, 16-bit and float grayscale (rescaled to
+8 bit), palette and alpha images (alpha composited on black), 1-bit images. Refused with
+`UnusableImage`: missing, zero-byte, truncated or corrupt files, non-images with an image
+extension, and images with a zero side.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+# A truncated JPEG must be reported, not silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Decompression-bomb guard: above this we decode at reduced size (JPEG draft) or refuse.
+MAX_PIXELS = 16_000 * 16_000
+Image.MAX_IMAGE_PIXELS = None
+
+
+class UnusableImage(ValueError):
+    """The file cannot be decoded into an image; the message says why in a few words."""
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr8 = ((arr - lo) * scale).round().clip(0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
+    """Open `path` as an 8-bit RGB PIL image with EXIF orientation applied.
+
+    With `max_side`, images whose longer side exceeds it are shrunk (JPEGs are decoded directly at
+    reduced scale, which is much faster than decoding then resizing).
+    """
+    p = Path(path)
+    try:
+        if p.stat().st_size == 0:
+            raise UnusableImage("empty file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(p) as raw:
+                w, h = raw.size
+                if w <= 0 or h <= 0:
+                    raise UnusableImage("zero-sized image")
+                target = max_side
+                if w * h > MAX_PIXELS:
+                    target = min(target or 8192, 8192)
+                if target is not None and max(w, h) > target and raw.format == "JPEG":
+                    raw.draft("RGB", (target, target))
+                raw.load()
+                img = ImageOps.exif_transpose(raw)
+                if img is None:
+                    img = raw
+                img = _to_rgb(img)
+    except UnusableImage:
+        raise
+    except FileNotFoundError as exc:
+        raise UnusableImage("file not found") from exc
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UnusableImage(first[:120] or type(exc).__name__) from exc
+    if max_side is not None and max(img.size) > max_side:
+        img = ImageOps.contain(img, (max_side, max_side), Image.Resampling.BILINEAR)
+    return img
+
+
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+
+
+def oriented_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) after EXIF rotation, read from the header only.
+
+    This is the pixel frame boxes are stored in (stage 2); `load_rgb` with `max_side` may return
+    a smaller image, onto which boxes are then scaled.
+    """
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            orientation = img.getexif().get(0x0112, 1)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnusableImage(str(exc).splitlines()[0][:120] if str(exc) else "unreadable") from exc
+    return (h, w) if orientation in _SWAPPING_ORIENTATIONS else (w, h)

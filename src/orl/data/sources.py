@@ -1,0 +1,164 @@
+"""Data-set sources accepted everywhere: image folders, list files, COCO JSONs, and concatenations.
+
+A source string is one of
+- a folder: every image below it, recursively, sorted by relative path;
+- a `.txt` file: one image path per line (relative paths are relative to the list file's folder;
+  blank lines and lines starting with `#` are ignored);
+- a COCO annotation `.json`, optionally followed by `:IMAGE_DIR`; without it the image folder is
+  guessed as `<json>/../../<split>` from the COCO layout (`annotations/instances_train2017.json` ->
+  `train2017/`). Order is the JSON's `images` order.
+Several sources concatenate in the order given (COCO+ = train2017 + unlabeled2017).
+
+Every data set has a fingerprint: the SHA-256 of the ordered (source index, relative path, size)
+lines. Artifacts record it, so a store built on one data set is never used with another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from orl.data.decode import IMAGE_EXTENSIONS
+
+
+class DataSourceError(ValueError):
+    """A data source that cannot be read; the message is one line naming the path and the fix."""
+
+
+@dataclass(frozen=True)
+class ImageList:
+    """An ordered list of image files, stored compactly.
+
+    Paths live in one NumPy bytes array (not a list of Python strings) so that forked data-loader
+    workers share the pages instead of copying them as reference counts change.
+    """
+
+    paths: np.ndarray  # dtype S: absolute paths, utf-8
+    sizes: np.ndarray  # int64 file sizes in bytes, -1 when the file is missing
+    relpaths: np.ndarray  # dtype S: path relative to its source, as fingerprinted
+    source_index: np.ndarray  # int16: which source each image came from
+    sources: tuple[str, ...]
+    coco_ids: np.ndarray  # int64 COCO image id, -1 for non-COCO sources
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def path(self, i: int) -> str:
+        return bytes(self.paths[i]).decode("utf-8")
+
+    def relpath(self, i: int) -> str:
+        return bytes(self.relpaths[i]).decode("utf-8")
+
+
+def _scan_folder(root: Path) -> list[str]:
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    return sorted(found)
+
+
+def _read_list(list_file: Path) -> tuple[Path, list[str]]:
+    rels = []
+    for line in list_file.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            rels.append(line)
+    return list_file.parent, rels
+
+
+def _coco_image_dir(json_path: Path) -> Path:
+    split = json_path.stem.rsplit("_", 1)[-1]
+    return json_path.parent.parent / split
+
+
+def split_coco_spec(spec: str) -> tuple[Path, Path | None]:
+    """`ann.json[:IMAGE_DIR]` -> (json path, explicit image dir or None)."""
+    head, sep, tail = spec.partition(".json:")
+    if sep:
+        return Path(head + ".json"), Path(tail)
+    return Path(spec), None
+
+
+def _read_coco(spec: str) -> tuple[Path, list[str], list[int]]:
+    json_path, image_dir = split_coco_spec(spec)
+    if not json_path.is_file():
+        raise DataSourceError(f"{json_path}: COCO annotation file not found")
+    image_dir = image_dir or _coco_image_dir(json_path)
+    if not image_dir.is_dir():
+        raise DataSourceError(
+            f"{image_dir}: image folder for {json_path.name} not found; "
+            f"write the source as {json_path}:IMAGE_DIR"
+        )
+    try:
+        with json_path.open(encoding="utf-8") as f:
+            images = json.load(f)["images"]
+        rels = [str(im["file_name"]) for im in images]
+        ids = [int(im["id"]) for im in images]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataSourceError(f"{json_path}: not a COCO annotation file ({exc})") from exc
+    return image_dir, rels, ids
+
+
+def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
+    """Read every source, in order, into one ImageList with its fingerprint."""
+    if not specs:
+        raise DataSourceError(
+            "no data source given: set `data` to an image folder, list or COCO json"
+        )
+    abs_paths: list[str] = []
+    rel_paths: list[str] = []
+    src_idx: list[int] = []
+    coco_ids: list[int] = []
+    for k, raw in enumerate(specs):
+        spec = str(raw)
+        base = Path(spec)
+        ids: list[int] | None = None
+        if ".json" in spec and (spec.endswith(".json") or ".json:" in spec):
+            root, rels, ids = _read_coco(spec)
+        elif base.is_dir():
+            root, rels = base, _scan_folder(base)
+        elif base.is_file() and base.suffix.lower() == ".txt":
+            root, rels = _read_list(base)
+        elif not base.exists():
+            raise DataSourceError(f"{base}: data path not found")
+        else:
+            raise DataSourceError(
+                f"{base}: not a folder, a .txt image list or a COCO .json; pass one of those"
+            )
+        if not rels:
+            raise DataSourceError(f"{base}: no images found")
+        for j, rel in enumerate(rels):
+            abs_paths.append(str((root / rel).absolute()))
+            rel_paths.append(rel)
+            src_idx.append(k)
+            coco_ids.append(ids[j] if ids is not None else -1)
+    sizes = np.array([_size(p) for p in abs_paths], dtype=np.int64)
+    h = hashlib.sha256()
+    for k, rel, size in zip(src_idx, rel_paths, sizes.tolist(), strict=True):
+        h.update(f"{k}\t{rel}\t{size}\n".encode())
+    return ImageList(
+        paths=np.array([p.encode("utf-8") for p in abs_paths], dtype=np.bytes_),
+        sizes=sizes,
+        relpaths=np.array([r.encode("utf-8") for r in rel_paths], dtype=np.bytes_),
+        source_index=np.array(src_idx, dtype=np.int16),
+        sources=tuple(str(s) for s in specs),
+        coco_ids=np.array(coco_ids, dtype=np.int64),
+        fingerprint=h.hexdigest(),
+    )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1

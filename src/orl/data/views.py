@@ -1,0 +1,122 @@
+"""The stage-1 data set: two augmented global views per image, robust to unusable files."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from orl.data.decode import UnusableImage, load_rgb
+from orl.data.sampler import SampleKey
+from orl.data.sources import ImageList
+
+Transform = Callable[[Image.Image], torch.Tensor]
+MAX_REPLACEMENTS = 64
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A 63-bit seed that is a pure function of (run seed, epoch, image index).
+
+    Augmentations seeded this way are identical whatever the number of workers or ranks and after
+    a resume, which is what makes resumed and distributed runs match uninterrupted ones.
+    """
+    digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass
+class Sample:
+    """One training example: its views as uint8 CHW tensors, grouped by branch."""
+
+    index: int
+    views: dict[str, list[torch.Tensor]]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Batch:
+    indices: torch.Tensor
+    views: dict[str, list[torch.Tensor]]
+    skipped: list[tuple[str, str]]
+
+
+def collate(samples: Sequence[Sample]) -> Batch:
+    """Stack each view of each branch into an NCHW uint8 batch; gather the skipped files."""
+    first = samples[0].views
+    views = {
+        branch: [torch.stack([s.views[branch][v] for s in samples]) for v in range(len(vs))]
+        for branch, vs in first.items()
+    }
+    skipped = [item for s in samples for item in s.skipped]
+    return Batch(torch.tensor([s.index for s in samples]), views, skipped)
+
+
+class RobustImageDataset(Dataset[Sample]):
+    """Base for the training data sets: decoding with replacement of unusable files.
+
+    When an image cannot be decoded, a deterministic replacement index is used instead and the
+    file is reported in `Sample.skipped`, so a corrupt file never stops a long run and the batch
+    keeps its size. Subclasses implement `make_views(index, image)`.
+    """
+
+    def __init__(self, images: ImageList, seed: int, max_side: int | None = None) -> None:
+        self.images = images
+        self.seed = seed
+        self.max_side = max_side
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def make_views(self, index: int, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Image.Image:
+        return load_rgb(self.images.path(index), self.max_side)
+
+    def __getitem__(self, key: SampleKey) -> Sample:
+        epoch, index = key
+        n = len(self.images)
+        skipped: list[tuple[str, str]] = []
+        for attempt in range(MAX_REPLACEMENTS):
+            i = (index + attempt * 7919) % n
+            try:
+                image = self.load(i)
+            except UnusableImage as exc:
+                skipped.append((self.images.path(i), str(exc)))
+                continue
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(sample_seed(self.seed, epoch, i))
+                views = self.make_views(i, image)
+            return Sample(i, views, skipped)
+        raise RuntimeError(
+            f"{MAX_REPLACEMENTS} unusable images in a row near {self.images.path(index)}: "
+            "check the data set (see the skipped list)"
+        )
+
+
+class TwoViewDataset(RobustImageDataset):
+    """Stage 1 (BYOL): two global views v, v' of one image (sec. 3.1, "Stage 1")."""
+
+    def __init__(
+        self,
+        images: ImageList,
+        view1: Transform,
+        view2: Transform,
+        seed: int,
+        max_side: int | None = None,
+        extra_crops: Sequence[tuple[Transform, Transform]] = (),
+    ) -> None:
+        super().__init__(images, seed, max_side)
+        self.view1 = view1
+        self.view2 = view2
+        self.extra_crops = list(extra_crops)
+
+    def make_views(self, index: int, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+        views = {"image": [self.view1(image), self.view2(image)]}
+        for k, (a, b) in enumerate(self.extra_crops):
+            views[f"crops{k}"] = [a(image), b(image)]
+        return views

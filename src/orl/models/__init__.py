@@ -1,0 +1,1 @@
+"""Networks: backbone factory, MLP heads, the online/target pair and its EMA update."""

@@ -1,0 +1,74 @@
+"""Pre-trained networks for the downstream jobs (stage 2, evaluation, export, pictures).
+
+A checkpoint written by `orl pretrain` holds the online network's state under `online` with keys
+`encoder.backbone.*` (a torchvision ResNet without `fc`), `encoder.projector.*` and
+`predictors.<branch>.*`. The authors evaluate the online backbone; so do we.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from orl.models.backbone import build_backbone
+from orl.models.byol import Encoder
+from orl.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
+
+BACKBONE_PREFIX = "encoder.backbone."
+PROJECTOR_PREFIX = "encoder.projector."
+
+
+@dataclass(frozen=True)
+class Pretrained:
+    """The parts of a checkpoint downstream jobs use."""
+
+    arch: str
+    backbone: dict[str, torch.Tensor]
+    projector: dict[str, torch.Tensor]
+    proj_hidden: int
+    proj_dim: int
+    sha256: str
+    data_fingerprint: str
+    step: int
+
+    def build_backbone(self) -> nn.Module:
+        """The online backbone with its trained weights, in eval mode."""
+        net, _ = build_backbone(self.arch)
+        net.load_state_dict(self.backbone, strict=True)
+        return net.eval()
+
+    def build_encoder(self) -> Encoder:
+        """Backbone + projector (stage 2 embeds images with the projector output), in eval mode."""
+        enc = Encoder(self.arch, self.proj_hidden, self.proj_dim)
+        enc.backbone.load_state_dict(self.backbone, strict=True)
+        enc.projector.load_state_dict(self.projector, strict=True)
+        return enc.eval()
+
+
+def _strip(state: dict[str, Any], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def load_pretrained(path: Path) -> Pretrained:
+    """Read the online backbone and projector of an `orl pretrain` checkpoint."""
+    ckpt = load_checkpoint(path)
+    online = ckpt["online"]
+    backbone = _strip(online, BACKBONE_PREFIX)
+    projector = _strip(online, PROJECTOR_PREFIX)
+    if not backbone or not projector:
+        raise CheckpointError(f"{path}: checkpoint has no online encoder weights")
+    model_cfg = ckpt["config"]["model"]
+    return Pretrained(
+        arch=str(ckpt["config"]["arch"]),
+        backbone=backbone,
+        projector=projector,
+        proj_hidden=int(model_cfg["proj_hidden"]),
+        proj_dim=int(model_cfg["proj_dim"]),
+        sha256=file_sha256(path),
+        data_fingerprint=str(ckpt.get("data_fingerprint", "")),
+        step=int(ckpt.get("step", 0)),
+    )

@@ -1,0 +1,62 @@
+"""Atomic checkpoint files and safe loading (`weights_only=True`)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "orl-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, torn or not ours; the message is one line naming the file."""
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over `path`.
+
+    A reader (or a resumed run after a kill) sees either the old file or the new one, never half.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one of our checkpoints with `weights_only=True`, or raise a one-line CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here (train first, or check the path)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torn zip, truncated file, foreign pickle: all unrecoverable here
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({first}); delete it to restart, or resume from an "
+            "earlier file in the same folder"
+        ) from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an orl checkpoint (no '{FORMAT}' marker)")
+    return obj
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex digest of a file, for stamping artifacts with the checkpoint they came from."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,93 @@
+"""Settings of `orl pretrain` (stage 1 BYOL, stage 3 ORL, multi-crop BYOL), with paper defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from orl.augment import AugmentConfig
+from orl.models.backbone import ARCHS
+
+Method = Literal["byol", "orl", "byol_multicrop"]
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """SGD with warm-up and cosine decay (sec. 3.2, "Optimization")."""
+
+    lr: float = 0.2  # per 256 images: the peak lr is lr * batch_size / 256 (0.4 at batch 512)
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 4.0
+    warmup_ratio: float = 1e-4
+    cosine_per_epoch: bool = False
+    clip_grad: float = 0.0  # 0 disables; the authors do not clip
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Projector/predictor widths and the EMA (sec. 3.2, "Network architecture")."""
+
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+    tau: float = 0.99  # base EMA decay, raised to 1 by a cosine over optimizer steps
+    sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
+    bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
+
+
+@dataclass(frozen=True)
+class ORLConfig:
+    """Stage 3 (sec. 3.1, "Stage 3"): loss weights and the intra-RoI box jitter."""
+
+    corr: str | None = None  # correspondence store from `orl discover` (or --corr)
+    image_weight: float = 1.0  # lambda_1
+    intra_weight: float = 1.0  # lambda_2 (0 = inter-RoI only, Table 5a)
+    inter_weight: float = 1.0  # lambda_3 (0 = intra-RoI only, Table 5a)
+    jitter_area_min: float = 0.5
+    jitter_area_max: float = 2.0
+    jitter_aspect_min: float = 0.5
+    jitter_aspect_max: float = 2.0
+    jitter_shift: float = 0.5
+    jitter_min_iou: float = 0.5
+    jitter_attempts: int = 200
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything `orl pretrain` needs. `data`, `epochs`, `arch`, `method`, `batch_size` (global)
+    are top-level in every preset so `--set data=DIR --set epochs=1` works on all of them."""
+
+    data: list[str]
+    epochs: int
+    arch: str
+    method: Method
+    batch_size: int
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    orl: ORLConfig = field(default_factory=ORLConfig)
+    multicrop: int = 4  # byol_multicrop: number of extra patch_size crops (paired), Table 5c
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    channels_last: bool = True  # GPU only
+    compile: bool = False
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = 8
+    seed: int = 0
+    deterministic: bool = False
+    max_side: int | None = None  # decode images at most this large (None: full resolution)
+    init_from: str | None = None  # start from a checkpoint's online/target weights
+    log_every: int = 10
+    save_every_epochs: int = 10
+    save_every_steps: int = 0
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch '{self.arch}': choose one of {', '.join(ARCHS)}")
+        for name in ("epochs", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"'{name}' must be at least 1")
+        if self.workers < 0 or self.save_every_epochs < 0 or self.save_every_steps < 0:
+            raise ValueError("'workers' and 'save_every_*' must not be negative")
+        if self.model.bn_splits < 1 or self.batch_size % self.model.bn_splits:
+            raise ValueError("'model.bn_splits' must divide the per-device batch")
