@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PHOTOS ?= photos
-DEMO_DIR ?= demo
+WORK ?= work/demo
 
-.PHONY: demo test lint install clean-demo
+.PHONY: demo test lint install
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed
 
+# Real photos, then stage 1 (BYOL), stage 2, stage 3 (ORL), the probe and the report.
+# Interrupt it at any point and run it again: finished stages are reused, the rest resumes.
 demo: install
 	$(BIN)/orl photos $(PHOTOS)
-	$(BIN)/orl pretrain --config configs/demo_byol.yaml --set data=$(PHOTOS) --out $(DEMO_DIR)/byol --resume
+	$(BIN)/orl run --config configs/demo.yaml --out $(WORK) --resume
 
 lint: install
 	$(BIN)/ruff check src tests
@@ -29,6 +31,3 @@ lint: install
 
 test: lint
 	$(BIN)/pytest -q tests
-
-clean-demo:
-	rm -rf $(DEMO_DIR)

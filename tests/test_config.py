@@ -19,11 +19,15 @@ def test_paper_preset_matches_the_paper() -> None:
     assert cfg.augment.image_size == 224 and cfg.model.sync_bn
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+TRAINING_PRESETS = sorted(p.name for p in CONFIGS.glob("*.yaml") if "\nmethod:" in p.read_text())
+
+
+def test_presets_exist() -> None:
+    assert {"demo_byol.yaml", "demo_orl.yaml", "coco_byol_r50_800ep.yaml"} <= set(TRAINING_PRESETS)
+
+
+@pytest.mark.parametrize("name", TRAINING_PRESETS)
 def test_every_training_preset_takes_the_common_overrides(name: str) -> None:
-    raw = (CONFIGS / name).read_text()
-    if "method:" not in raw:
-        pytest.skip("not a training preset")
     cfg = load_config(
         PretrainConfig,
         CONFIGS / name,
@@ -59,3 +63,39 @@ def test_round_trip_through_dict() -> None:
     from orl.config import config_from_dict
 
     assert config_from_dict(PretrainConfig, to_dict(cfg)) == cfg
+
+
+@pytest.mark.parametrize(
+    ("byol", "other", "method"),
+    [
+        ("demo_byol.yaml", "demo_orl.yaml", "orl"),
+        ("coco_byol_r50_800ep.yaml", "coco_orl_r50_800ep.yaml", "orl"),
+        ("coco_byol_r50_800ep.yaml", "coco_byolmc_r50_800ep.yaml", "byol_multicrop"),
+    ],
+)
+def test_stage3_presets_share_every_stage1_setting(byol: str, other: str, method: str) -> None:
+    """Stage 3 uses the same hyper-parameters as stage 1 (sec. 3.2), so comparisons are fair."""
+    a = to_dict(load_config(PretrainConfig, CONFIGS / byol))
+    b = to_dict(load_config(PretrainConfig, CONFIGS / other))
+    assert b["method"] == method
+    for key in ("data", "epochs", "arch", "batch_size", "optim", "model", "augment", "max_side"):
+        assert a[key] == b[key], key
+
+
+@pytest.mark.parametrize(
+    "name", ["demo.yaml", "coco_orl_pipeline.yaml", "cocoplus_orl_pipeline.yaml"]
+)
+def test_pipeline_presets_resolve_every_stage(name: str) -> None:
+    from orl.pipeline.config import resolve_pipeline
+
+    rp = resolve_pipeline(CONFIGS / name, [])
+    assert rp.stage1.method == "byol" and rp.stage3.method == "orl"
+    assert rp.stage1.data == rp.stage3.data == list(rp.cfg.data)
+    assert (rp.stage2.k, rp.stage2.pair_ratio) == (10, 0.1)  # sec. 3.2: K = 10, N = 10%
+
+
+def test_pipeline_stage_errors_name_the_stage() -> None:
+    from orl.pipeline.config import resolve_pipeline
+
+    with pytest.raises(ConfigError, match=r"^stage2 \(defaults\).*unknown key 'kk'"):
+        resolve_pipeline(CONFIGS / "demo.yaml", ["stage2.overrides.kk=3"])

@@ -10,7 +10,10 @@ from pathlib import Path
 from orl.config import ConfigError, load_config
 from orl.data.decode import UnusableImage
 from orl.data.sources import DataSourceError
+from orl.discover import cli as discover_cli
+from orl.evaluate import cli as eval_cli
 from orl.train.checkpoint import CheckpointError
+from orl.viz.attention import add_attention_parser
 
 # Errors caused by what the user asked for: one line on stderr and exit code 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -79,6 +82,18 @@ def cmd_photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from orl.pipeline.run import StageFailed, run_pipeline
+
+    try:
+        report = run_pipeline(args.config, args.out, list(args.overrides), args.resume)
+    except StageFailed as exc:
+        print(f"orl: {exc}", file=sys.stderr)
+        return 1
+    print(f"pipeline finished -> {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="orl", description="Object-level representation learning from scene images (ORL)."
@@ -96,6 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
     p.set_defaults(func=cmd_pretrain)
 
+    p = sub.add_parser("run", help="the whole pipeline: stages 1-3, evaluation, report")
+    p.add_argument(
+        "--config", type=Path, required=True, help="a pipeline preset, e.g. configs/demo.yaml"
+    )
+    p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a pipeline setting, e.g. --set stage1.overrides.epochs=2",
+    )
+    p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
+    p.set_defaults(func=cmd_run)
+
     p = sub.add_parser("bench", help="throughput benchmarks")
     bench = p.add_subparsers(dest="bench", required=True)
     p = bench.add_parser("train", help="steady-state training images/s (writes nothing)")
@@ -103,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="steps excluded from the measurement")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
     p.set_defaults(func=cmd_bench_train)
+
+    viz = discover_cli.add_parsers(sub)
+    add_attention_parser(viz)
+    eval_cli.add_parsers(sub)
     return parser
 
 

@@ -120,16 +120,20 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `data` with each `key=value` applied (nested keys with dots)."""
+    return set_nested(data, [parse_override(item) for item in overrides])
+
+
+def set_nested(data: Mapping[str, Any], items: Sequence[tuple[list[str], Any]]) -> dict[str, Any]:
+    """Return a copy of `data` with each (key path, value) set, creating sections as needed."""
     out: dict[str, Any] = _deep_copy(data)
-    for item in overrides:
-        keys, value = parse_override(item)
+    for keys, value in items:
         node = out
         for k in keys[:-1]:
             child = node.get(k)
             if child is None:
                 child = node[k] = {}
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item}: '{k}' is not a section")
+                raise ConfigError(f"--set {'.'.join(keys)}: '{k}' is not a section")
             node = child
         node[keys[-1]] = value
     return out

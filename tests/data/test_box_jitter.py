@@ -42,7 +42,9 @@ def test_aspect_is_absolute_not_relative_to_the_box() -> None:
 def test_box_that_cannot_move_falls_back_to_itself() -> None:
     torch.manual_seed(0)
     box = (0.0, 0.0, 100.0, 100.0)  # fills the whole image: every candidate leaves it or shrinks
-    results = {jitter_box(box, 100, 100, JitterConfig(area_min=1.5, area_max=2.0)) for _ in range(20)}
+    results = {
+        jitter_box(box, 100, 100, JitterConfig(area_min=1.5, area_max=2.0)) for _ in range(20)
+    }
     assert results == {box}
 
 

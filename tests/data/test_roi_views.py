@@ -19,8 +19,14 @@ from orl.train.config import PretrainConfig
 
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 32, 32], [0, 32, 32, 32], [32, 32, 32, 32]])
 NO_PHOTOMETRIC = AugmentConfig(
-    image_size=32, patch_size=16, flip_p=0, jitter_p=0, grayscale_p=0, view1_blur_p=0,
-    view2_blur_p=0, view2_solarize_p=0,
+    image_size=32,
+    patch_size=16,
+    flip_p=0,
+    jitter_p=0,
+    grayscale_p=0,
+    view1_blur_p=0,
+    view2_blur_p=0,
+    view2_solarize_p=0,
 )
 
 
@@ -76,8 +82,14 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
     folder = quadrant_images(tmp_path / "img", 4)
     store = CorrespondenceStore.open(quadrant_store(folder, tmp_path / "corr"))
     images = resolve_sources([folder])
-    ds = ORLDataset(images, store, AugmentConfig(image_size=32, patch_size=16), JitterConfig(),
-                    ("inter",), seed=3)
+    ds = ORLDataset(
+        images,
+        store,
+        AugmentConfig(image_size=32, patch_size=16),
+        JitterConfig(),
+        ("inter",),
+        seed=3,
+    )
     a, b = ds[(1, 0)], ds[(1, 0)]
     assert set(a.views) == {"image", "inter"}
     for branch in a.views:
@@ -88,16 +100,37 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
 def test_store_of_another_data_set_is_refused(tmp_path: Path) -> None:
     corr = quadrant_store(quadrant_images(tmp_path / "a", 4), tmp_path / "corr")
     other = quadrant_images(tmp_path / "b", 5)
-    cfg = load_config(PretrainConfig, None, [], base={
-        "data": [str(other)], "epochs": 1, "arch": "resnet18", "method": "orl", "batch_size": 2,
-        "orl": {"corr": str(corr)},
-    })
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        [],
+        base={
+            "data": [str(other)],
+            "epochs": 1,
+            "arch": "resnet18",
+            "method": "orl",
+            "batch_size": 2,
+            "orl": {"corr": str(corr)},
+        },
+    )
     with pytest.raises(StoreMismatch, match="rerun `orl discover`"):
         build_orl_dataset(cfg, resolve_sources([other]))
     with pytest.raises(ConfigError, match="--corr"):
-        build_orl_dataset(load_config(PretrainConfig, None, ["orl.corr=null"], base={
-            "data": [str(other)], "epochs": 1, "arch": "resnet18", "method": "orl",
-            "batch_size": 2}), resolve_sources([other]))
+        build_orl_dataset(
+            load_config(
+                PretrainConfig,
+                None,
+                ["orl.corr=null"],
+                base={
+                    "data": [str(other)],
+                    "epochs": 1,
+                    "arch": "resnet18",
+                    "method": "orl",
+                    "batch_size": 2,
+                },
+            ),
+            resolve_sources([other]),
+        )
 
 
 def test_crop_and_warp_scales_boxes_onto_a_smaller_decode() -> None:

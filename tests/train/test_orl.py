@@ -22,13 +22,17 @@ BASE = {"data": ["unused"], "epochs": 1, "arch": "resnet18", "batch_size": 4}
 
 def _views(n: int = 4, size: int = 32) -> dict[str, list[torch.Tensor]]:
     g = torch.Generator().manual_seed(0)
-    return {b: [torch.randn(n, 3, size, size, generator=g) for _ in range(2)]
-            for b in ("image", "intra", "inter")}
+    return {
+        b: [torch.randn(n, 3, size, size, generator=g) for _ in range(2)]
+        for b in ("image", "intra", "inter")
+    }
 
 
 def test_orl_loss_is_the_weighted_sum_of_three_byol_losses() -> None:
     g = torch.Generator().manual_seed(1)
-    preds = {b: [torch.randn(5, 8, generator=g) for _ in range(2)] for b in ("image", "intra", "inter")}
+    preds = {
+        b: [torch.randn(5, 8, generator=g) for _ in range(2)] for b in ("image", "intra", "inter")
+    }
     targs = {b: [torch.randn(5, 8, generator=g) for _ in range(2)] for b in preds}
     weights = {"image": 1.0, "intra": 0.5, "inter": 2.0}
     total, terms = weighted_branch_loss(preds, targs, weights)
@@ -70,10 +74,17 @@ def test_ablation_settings_build_only_the_used_branches(
 
 
 def test_multicrop_baseline_gives_two_global_and_four_small_views(image_dir: Path) -> None:
-    cfg = load_config(PretrainConfig, None, [
-        "method=byol_multicrop", "augment.image_size=32", "augment.patch_size=16",
-        f"data={image_dir}",
-    ], base=BASE)
+    cfg = load_config(
+        PretrainConfig,
+        None,
+        [
+            "method=byol_multicrop",
+            "augment.image_size=32",
+            "augment.patch_size=16",
+            f"data={image_dir}",
+        ],
+        base=BASE,
+    )
     sample = build_dataset(cfg, resolve_sources(cfg.data))[(0, 0)]
     shapes = {b: [tuple(v.shape) for v in vs] for b, vs in sample.views.items()}
     assert shapes == {
@@ -88,16 +99,33 @@ def test_orl_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) -> No
     folder = quadrant_images(tmp_path / "q", 16)
     corr = quadrant_store(folder, tmp_path / "corr")
     run = tmp_path / "orl"
-    code = main(["pretrain", "--config", str(tiny_config), "--out", str(run), "--corr", str(corr),
-                 "--set", "method=orl", "--set", f"data={folder}"])
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(tiny_config),
+            "--out",
+            str(run),
+            "--corr",
+            str(corr),
+            "--set",
+            "method=orl",
+            "--set",
+            f"data={folder}",
+        ]
+    )
     assert code == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4  # 16 images // 8 x 2 epochs
     for r in rows:
-        assert r["loss"] == pytest.approx(r["loss_image"] + r["loss_intra"] + r["loss_inter"], rel=1e-5)
+        assert r["loss"] == pytest.approx(
+            r["loss_image"] + r["loss_intra"] + r["loss_inter"], rel=1e-5
+        )
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert {k.split(".")[1] for k in state["online"] if k.startswith("predictors.")} == {
-        "image", "intra", "inter",
+        "image",
+        "intra",
+        "inter",
     }
 
 
@@ -105,7 +133,18 @@ def test_orl_refuses_a_store_of_another_data_set(
     tiny_config: Path, tmp_path: Path, image_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     corr = quadrant_store(quadrant_images(tmp_path / "q", 8), tmp_path / "corr")
-    code = main(["pretrain", "--config", str(tiny_config), "--out", str(tmp_path / "r"),
-                 "--corr", str(corr), "--set", "method=orl"])
+    code = main(
+        [
+            "pretrain",
+            "--config",
+            str(tiny_config),
+            "--out",
+            str(tmp_path / "r"),
+            "--corr",
+            str(corr),
+            "--set",
+            "method=orl",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "store was built on data set" in err and len(err.splitlines()) == 1

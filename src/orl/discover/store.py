@@ -19,13 +19,13 @@ pickling the store sends only its path.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from orl.artifacts import atomic_save_npy, atomic_write_bytes
 
 FORMAT = "orl-correspondences"
 VERSION = 1
@@ -48,36 +48,6 @@ class StoreError(ValueError):
 
 class StoreMismatch(StoreError):
     """The store was built on another data set than the one it is used with."""
-
-
-def atomic_write_bytes(data: bytes, path: Path) -> None:
-    """Write `data` to `path` through a temporary file and a rename (never a torn file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_save_npy(array: np.ndarray, path: Path) -> None:
-    """`np.save` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def offsets_of(lengths: Sequence[int] | np.ndarray) -> np.ndarray:

@@ -208,7 +208,7 @@ def pretrain(
     log = RunLog(out, dist.is_main, total=end_step, initial=step)
     online.train()
     target.train()  # batch statistics in the target too, as in the authors' BYOL
-    loss_window: list[float] = []
+    loss_window: list[list[float]] = []  # per step: total, then each branch's term
     last_loss = math.nan
     bench_images, bench_time, wait_time, busy_time = 0, 0.0, 0.0, 0.0
     t_prev = time.perf_counter()
@@ -261,14 +261,11 @@ def pretrain(
                 wait_time += t_data - t_prev
                 busy_time += t_now - t_prev
             t_prev = t_now
-            loss_window.append(loss.item())
+            loss_window.append([loss.item()] + [terms[b].item() for b in weights])
             log.advance()
             if step % cfg.log_every == 0 or step == end_step:
-                stats = distributed.all_reduce_mean(
-                    torch.tensor(
-                        [sum(loss_window) / len(loss_window)] + [terms[b].item() for b in weights]
-                    )
-                ).tolist()
+                # mean over the steps since the last log line and over ranks
+                stats = distributed.all_reduce_mean(torch.tensor(loss_window).mean(0)).tolist()
                 last_loss = stats[0]
                 loss_window.clear()
                 ips = bench_images / bench_time if bench_time > 0 else math.nan

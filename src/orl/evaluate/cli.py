@@ -1,0 +1,340 @@
+"""`orl eval {voc07,voc07-lowshot,linear,semi,knn}` and `orl export`: argument parsing and wiring.
+
+No protocol logic lives here; each handler resolves inputs, calls one protocol function, prints its
+table and writes its JSON report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from orl.artifacts import atomic_write_text
+from orl.evaluate.classification import image_folder, train_transform
+from orl.evaluate.export import FORMATS, export_weights
+from orl.evaluate.features import (
+    POOLS,
+    SVM_LAYERS,
+    cached_features,
+    center_crop_transform,
+    extract_features,
+    l2_normalize,
+    parse_layers,
+    svm_transform,
+)
+from orl.evaluate.inputs import EvalInputError, Weights, load_weights
+from orl.evaluate.knn import knn_scores, topk_accuracy
+from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
+from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
+from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset_indices
+from orl.evaluate.svm import COSTS
+from orl.evaluate.voc07 import SplitFeatures, evaluate_voc07, format_voc07, voc2007_root
+from orl.models.backbone import build_backbone
+from orl.train.distributed import cleanup, init_distributed
+
+Cfg = TypeVar("Cfg")
+
+
+def apply_overrides(cfg: Cfg, items: Sequence[str]) -> Cfg:
+    """`--set epochs=2 --set batch_size=8` on a frozen config dataclass (typed by its fields)."""
+    types = {f.name: str(f.type) for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise EvalInputError(f"--set {item}: expected KEY=VALUE with KEY in {', '.join(types)}")
+        kind = types[key]
+        try:
+            if kind.startswith("tuple"):
+                cast = float if "float" in kind else str
+                changes[key] = tuple(cast(v) for v in value.split(",") if v)
+            else:
+                changes[key] = {"int": int, "float": float}.get(kind, str)(value)
+        except ValueError as exc:
+            raise EvalInputError(f"--set {item}: {key} must be {kind}") from exc
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    """Write the report atomically (temp file + rename)."""
+    atomic_write_text(json.dumps(report, indent=2), path)
+
+
+def _device(name: str) -> torch.device:
+    return torch.device(
+        "cuda" if name == "auto" and torch.cuda.is_available() else name.replace("auto", "cpu")
+    )
+
+
+def _cache_dir(args: argparse.Namespace) -> Path:
+    if args.cache_dir is not None:
+        return Path(args.cache_dir)
+    if args.out is not None:
+        return Path(args.out).parent / "feature-cache"
+    return Path.home() / ".cache" / "orl" / "features"
+
+
+def _voc_features(args: argparse.Namespace, weights: Weights) -> SplitFeatures:
+    """Cached extractor for the VOC07 splits (one forward for every missing depth)."""
+    backbone, device, root = weights.build(), _device(args.device), voc2007_root(Path(args.voc))
+
+    def features(split: str, paths: Sequence[Path], layers: Sequence[str]) -> dict[str, np.ndarray]:
+        return cached_features(
+            _cache_dir(args), weights.identity, f"voc2007:{root.resolve()}:{split}", paths, layers,
+            "resize256-squash224",
+            lambda p, names: extract_features(
+                backbone, p, names, svm_transform(), args.batch_size, args.workers, device
+            ),
+        )  # fmt: skip
+
+    return features
+
+
+def _costs(text: str | None) -> tuple[float, ...]:
+    """`--costs` (a deviation for quick runs) or the benchmark's 19 costs."""
+    if text is None:
+        return COSTS
+    try:
+        return tuple(float(c) for c in text.split(","))
+    except ValueError as exc:
+        raise EvalInputError(f"--costs {text}: expected a comma list of numbers") from exc
+
+
+def _finish(report: dict[str, Any], text: str, out: str | None) -> int:
+    print(text)
+    if out is not None:
+        write_json(report, Path(out))
+        print(f"wrote {out}")
+    return 0
+
+
+def run_voc07(args: argparse.Namespace) -> int:
+    weights = load_weights(args.checkpoint, args.seed)
+    layers = parse_layers(args.layers)
+    report = evaluate_voc07(
+        Path(args.voc), _voc_features(args, weights), layers, _costs(args.costs), jobs=args.jobs
+    )
+    report["checkpoint"] = weights.identity
+    return _finish(report, format_voc07(report), args.out)
+
+
+def run_lowshot(args: argparse.Namespace) -> int:
+    weights = load_weights(args.checkpoint, args.seed)
+    report = evaluate_lowshot(
+        Path(args.voc), _voc_features(args, weights), parse_layers(args.layers),
+        shots=[int(k) for k in args.shots.split(",")], n_samples=args.samples,
+        base_seed=args.sample_seed, costs=_costs(args.costs), select_on_test=args.select_c_on_test,
+        jobs=args.jobs,
+    )  # fmt: skip
+    report["checkpoint"] = weights.identity
+    return _finish(report, format_lowshot(report), args.out)
+
+
+def _folders(args: argparse.Namespace, train_tf: Any, val_tf: Any) -> tuple[Any, Any]:
+    train = image_folder(Path(args.train), train_tf)
+    val = image_folder(Path(args.val), val_tf)
+    if train.classes != val.classes:
+        raise EvalInputError(
+            f"{args.val}: class folders differ from {args.train}; use matching splits"
+        )
+    return train, val
+
+
+def run_linear(args: argparse.Namespace) -> int:
+    cfg = apply_overrides(linear_config(args.preset), args.set)
+    parse_layers(",".join(cfg.layers))
+    dist = init_distributed(args.device)
+    weights = load_weights(args.checkpoint, args.seed)
+    train, val = _folders(args, train_transform(), center_crop_transform())
+    run_dir = Path(args.out).parent if args.out else None
+    report = train_linear(
+        weights.build(), train, val, len(train.classes), cfg, dist, run_dir, args.resume
+    )
+    report["checkpoint"] = weights.identity
+    text = "\n".join(
+        f"{n}: top-1 {100 * report['top1'][n]:.2f}  top-5 {100 * report['top5'][n]:.2f}"
+        for n in cfg.layers
+    )
+    code = _finish(report, text, args.out) if dist.is_main else 0
+    cleanup()
+    return code
+
+
+def run_semi(args: argparse.Namespace) -> int:
+    cfg = apply_overrides(semi_config(args.preset), args.set)
+    dist = init_distributed(args.device)
+    weights = load_weights(args.checkpoint, args.seed)
+    train, val = _folders(args, train_transform(), center_crop_transform())
+    indices = subset_indices(train, Path(args.subset))
+    _, width = build_backbone(weights.arch)
+    run_dir = Path(args.out).parent if args.out else None
+    report = finetune(
+        weights.build(),
+        width,
+        train,
+        indices,
+        val,
+        len(train.classes),
+        cfg,
+        dist,
+        run_dir,
+        args.resume,
+    )
+    report["checkpoint"] = weights.identity
+    text = (
+        f"top-1 {100 * report['top1']:.2f}  top-5 {100 * report['top5']:.2f}  "
+        f"({len(indices)} labelled images)"
+    )
+    code = _finish(report, text, args.out) if dist.is_main else 0
+    cleanup()
+    return code
+
+
+def run_knn(args: argparse.Namespace) -> int:
+    weights = load_weights(args.checkpoint, args.seed)
+    backbone, device = weights.build(), _device(args.device)
+    tf = center_crop_transform()
+    train, val = _folders(args, tf, tf)
+    feats = []
+    for name, data in (("train", train), ("val", val)):
+        paths = [Path(p) for p, _ in data.samples]
+        feats.append(
+            cached_features(
+                _cache_dir(args), weights.identity, f"folder:{Path(data.root).resolve()}:{name}",
+                paths, [args.layer], "resize256-crop224",
+                lambda p, names: extract_features(
+                    backbone, p, names, tf, args.batch_size, args.workers, device
+                ),
+            )[args.layer]
+        )  # fmt: skip
+    scores = knn_scores(
+        l2_normalize(feats[0]), np.array(train.targets), l2_normalize(feats[1]),
+        len(train.classes), args.k, args.temperature,
+    )  # fmt: skip
+    acc = topk_accuracy(scores, np.array(val.targets))
+    report = {"protocol": "knn", "layer": args.layer, "k": args.k, "temperature": args.temperature,
+              "checkpoint": weights.identity, **acc}  # fmt: skip
+    return _finish(
+        report,
+        f"kNN ({args.layer}, k={args.k}): top-1 {100 * acc['top1']:.2f}  "
+        f"top-5 {100 * acc['top5']:.2f}",
+        args.out,
+    )
+
+
+def run_export(args: argparse.Namespace) -> int:
+    weights = load_weights(args.checkpoint, args.seed)
+    out = export_weights(weights, args.format, Path(args.out))
+    print(f"wrote {out} ({args.format}, {weights.arch}, from {weights.identity})")
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--out", default=None, help="JSON report path")
+
+
+def _extraction(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="feature cache (default: <out folder>/feature-cache or ~/.cache/orl/features)",
+    )
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=4, help="data-loading processes")
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `eval` (voc07, voc07-lowshot, linear, semi, knn) and `export`."""
+    ev = subparsers.add_parser("eval", help="transfer protocols of the paper (sec. 4.1)")
+    sub = ev.add_subparsers(dest="eval_command", required=True)
+
+    for name, func, text in (
+        ("voc07", run_voc07, "VOC07 linear SVM (Table 1)"),
+        ("voc07-lowshot", run_lowshot, "low-shot VOC07 SVM (Table 2)"),
+    ):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        _extraction(p)
+        p.add_argument("--voc", required=True, help="VOCdevkit/VOC2007 folder")
+        p.add_argument(
+            "--layers", default="feat5", help=f"comma list of {','.join(SVM_LAYERS)}, or all"
+        )
+        p.add_argument(
+            "--jobs", type=int, default=-1, help="joblib processes for the SVMs (-1: all cores)"
+        )
+        p.add_argument(
+            "--costs", default=None, help="comma list of SVM costs (default: the benchmark's 19)"
+        )
+        p.set_defaults(func=func)
+        if name == "voc07-lowshot":
+            p.add_argument("--shots", default=",".join(map(str, SHOTS)))
+            p.add_argument("--samples", type=int, default=N_SAMPLES)
+            p.add_argument(
+                "--sample-seed", type=int, default=0, help="base seed of the low-shot draws"
+            )
+            p.add_argument(
+                "--select-c-on-test",
+                action="store_true",
+                help="original benchmark: best cost on test (optimistic)",
+            )
+
+    p = sub.add_parser("linear", help="linear probes per depth (Table 1); torchrun-ready")
+    _common(p)
+    p.add_argument("--train", required=True)
+    p.add_argument("--val", required=True)
+    p.add_argument("--preset", choices=sorted(PRESET_EPOCHS), default="imagenet")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="override, e.g. epochs=1, batch_size=32, layers=feat5",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue from <out folder>/linear_last.pt"
+    )
+    p.set_defaults(func=run_linear)
+
+    p = sub.add_parser("semi", help="1%% / 10%% fine-tuning (Table 3); torchrun-ready")
+    _common(p)
+    p.add_argument("--train", required=True)
+    p.add_argument("--subset", required=True, help="SimCLR list of labelled file names")
+    p.add_argument("--val", required=True)
+    p.add_argument("--preset", choices=sorted(PRESET_WEIGHT_DECAY), default="1pct")
+    p.add_argument(
+        "--set", action="append", default=[], help="override, e.g. epochs=1, batch_size=32"
+    )
+    p.add_argument("--resume", action="store_true", help="continue from <out folder>/semi_last.pt")
+    p.set_defaults(func=run_semi)
+
+    p = sub.add_parser("knn", help="weighted kNN probe (DINO-style)")
+    _common(p)
+    _extraction(p)
+    p.add_argument("--train", required=True)
+    p.add_argument("--val", required=True)
+    p.add_argument("--layer", choices=sorted(POOLS), default="avgpool")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--temperature", type=float, default=0.07)
+    p.set_defaults(func=run_knn)
+
+    p = subparsers.add_parser(
+        "export", help="backbone as torchvision state dict or Detectron2 pickle"
+    )
+    p.add_argument(
+        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=run_export)

@@ -1,0 +1,98 @@
+"""What every evaluation command reads first: the network to evaluate and the folders it needs.
+
+`--checkpoint` takes an `orl pretrain` checkpoint, a torchvision ResNet state-dict file (such as
+`orl export --format torchvision` writes), or `random:ARCH` for the random-init baseline of
+Tables 1-4 ("Random" rows).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from orl.models.backbone import ARCHS, build_backbone
+from orl.models.pretrained import load_pretrained
+from orl.train.checkpoint import CheckpointError, file_sha256
+
+
+class EvalInputError(ValueError):
+    """Unusable user input; the message is one line naming the file and the fix."""
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A backbone to evaluate: torchvision keys without `fc`, and a stable identity for caches."""
+
+    arch: str
+    state: dict[str, torch.Tensor]
+    identity: str
+
+    def build(self) -> nn.Module:
+        """The ResNet with `fc` = identity, frozen weights loaded strictly, in eval mode."""
+        net, _ = build_backbone(self.arch)
+        net.load_state_dict(self.state, strict=True)
+        return net.eval()
+
+
+def random_weights(arch: str, seed: int = 0) -> Weights:
+    """Seeded random initialisation (torchvision's own init), without touching the global RNG."""
+    if arch not in ARCHS:
+        raise EvalInputError(f"random:{arch}: unknown arch; use random:<{'|'.join(ARCHS)}>")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net, _ = build_backbone(arch)
+    return Weights(arch, dict(net.state_dict()), f"random:{arch}:seed{seed}")
+
+
+def _infer_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """The torchvision ResNet whose state (minus fc) has exactly these keys and shapes."""
+    for arch in ARCHS:
+        ref = getattr(torchvision.models, arch)(weights=None).state_dict()
+        ref = {k: v.shape for k, v in ref.items() if not k.startswith("fc.")}
+        if ref.keys() == state.keys() and all(ref[k] == state[k].shape for k in ref):
+            return arch
+    return None
+
+
+def load_weights(spec: str, seed: int = 0) -> Weights:
+    """Resolve `--checkpoint`: `random:ARCH`, an orl checkpoint, or a torchvision state dict."""
+    if spec.startswith("random:"):
+        return random_weights(spec.split(":", 1)[1], seed)
+    path = Path(spec)
+    if not path.is_file():
+        raise EvalInputError(
+            f"{path}: no such checkpoint file; pass an orl checkpoint, a torchvision state dict "
+            "or random:ARCH"
+        )
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise EvalInputError(
+            f"{path}: unreadable torch file ({type(exc).__name__}); re-export or re-download it"
+        ) from exc
+    if isinstance(obj, dict) and obj.get("format") == "orl-checkpoint":
+        try:
+            pre = load_pretrained(path)
+        except CheckpointError as exc:
+            raise EvalInputError(str(exc)) from exc
+        return Weights(pre.arch, pre.backbone, f"orl:{pre.sha256}")
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        state = {k: v for k, v in obj.items() if not k.startswith("fc.")}
+        arch = _infer_arch(state)
+        if arch is not None:
+            return Weights(arch, state, f"torchvision:{file_sha256(path)}")
+    raise EvalInputError(
+        f"{path}: neither an orl checkpoint nor a torchvision ResNet state dict; export one with "
+        "`orl export --format torchvision`"
+    )
+
+
+def require_dir(path: Path, what: str) -> Path:
+    """`path` if it is a folder, else a one-line EvalInputError saying what was expected there."""
+    if not path.is_dir():
+        raise EvalInputError(f"{path}: no such folder (expected {what})")
+    return path

@@ -1,0 +1,187 @@
+"""Linear classification on frozen features (sec. 4.1, Table 1; appendix B).
+
+One BatchNorm (non-affine) + Linear head per depth, all trained jointly on top of the frozen
+backbone in eval mode (OpenSelfSup's multi-head linear benchmark): SGD lr 0.01, Nesterov momentum
+0.9, weight decay 1e-4, batch 256 (split over ranks), learning rate x0.1 after each third of
+training; 28 / 14 / 84 epochs on ImageNet / Places205 / iNat18. Top-1 and top-5 on the center crop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import Dataset
+
+from orl.evaluate.classification import (
+    eval_loader,
+    load_run_state,
+    reduce_counts,
+    save_run_state,
+    step_schedule,
+    topk_correct,
+    train_loader,
+)
+from orl.evaluate.features import SVM_LAYERS, pool_maps
+from orl.models.backbone import stage_features
+from orl.train.distributed import DistInfo, barrier
+
+PRESET_EPOCHS = {"imagenet": 28, "places205": 14, "inat18": 84}
+
+
+@dataclass(frozen=True)
+class LinearConfig:
+    epochs: int = 28
+    batch_size: int = 256
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    layers: tuple[str, ...] = SVM_LAYERS
+    workers: int = 8
+    seed: int = 0
+
+
+def linear_config(preset: str) -> LinearConfig:
+    """The appendix-B settings of one data set (only the epoch count differs)."""
+    if preset not in PRESET_EPOCHS:
+        raise ValueError(f"unknown preset '{preset}': choose {', '.join(PRESET_EPOCHS)}")
+    return dataclasses.replace(LinearConfig(), epochs=PRESET_EPOCHS[preset])
+
+
+def thirds(epochs: int) -> list[int]:
+    """Decay epochs at 1/3 and 2/3 of training (the third point is the end)."""
+    return [m for m in (round(epochs / 3), round(2 * epochs / 3)) if m > 0]
+
+
+@torch.no_grad()
+def pooled_shapes(
+    backbone: nn.Module, layers: Sequence[str], size: int = 224
+) -> dict[str, tuple[int, ...]]:
+    """(C, h, w) of each pooled depth for a `size` x `size` input."""
+    dummy = torch.zeros(1, 3, size, size, device=next(backbone.parameters()).device)
+    pooled = pool_maps(stage_features(backbone.eval(), dummy), layers)
+    return {n: tuple(t.shape[1:]) for n, t in pooled.items()}
+
+
+class DepthHeads(nn.Module):
+    """Per depth: BatchNorm2d(affine=False) on the pooled map, flatten, Linear (init N(0, 0.01))."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], num_classes: int) -> None:
+        super().__init__()
+        self.norms = nn.ModuleDict(
+            {n: nn.BatchNorm2d(s[0], affine=False) for n, s in shapes.items()}
+        )
+        self.fcs = nn.ModuleDict()
+        for name, (c, h, w) in shapes.items():
+            fc = nn.Linear(c * h * w, num_classes)
+            nn.init.normal_(fc.weight, std=0.01)
+            nn.init.zeros_(fc.bias)
+            self.fcs[name] = fc
+
+    def forward(self, pooled: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {n: self.fcs[n](self.norms[n](x).flatten(1)) for n, x in pooled.items()}
+
+
+def train_linear(
+    backbone: nn.Module,
+    train_data: Dataset[Any],
+    val_data: Dataset[Any],
+    num_classes: int,
+    cfg: LinearConfig,
+    dist: DistInfo,
+    run_dir: Path | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train the heads, evaluate every depth; with `run_dir` save a resumable state each epoch."""
+    torch.manual_seed(cfg.seed)
+    backbone = backbone.eval().to(dist.device)
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    layers = list(cfg.layers)
+    heads: nn.Module = DepthHeads(pooled_shapes(backbone, layers), num_classes).to(dist.device)
+    if dist.world_size > 1 and dist.device.type == "cuda":
+        heads = nn.SyncBatchNorm.convert_sync_batchnorm(heads)  # OpenSelfSup used SyncBN heads
+    opt = torch.optim.SGD(
+        heads.parameters(),
+        cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=True,
+        weight_decay=cfg.weight_decay,
+    )
+    loader, sampler = train_loader(train_data, cfg.batch_size, cfg.workers, dist, cfg.seed)
+    lrs = step_schedule(cfg.lr, cfg.epochs, len(loader), thirds(cfg.epochs), 0.1)
+    state_path = run_dir / "linear_last.pt" if run_dir else None
+    start, step, history = 0, 0, []
+    if resume and state_path is not None:
+        saved = load_run_state(state_path)
+        heads.load_state_dict(saved["heads"])
+        opt.load_state_dict(saved["optimizer"])
+        start, step, history = saved["epoch"], saved["step"], list(saved["history"])
+    model = heads
+    if dist.world_size > 1:
+        ids = [dist.local_rank] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(heads, device_ids=ids)
+    for epoch in range(start, cfg.epochs):
+        sampler.set_epoch(epoch)
+        torch.manual_seed(
+            cfg.seed + epoch
+        )  # augmentation draws depend on the epoch only: exact resume
+        model.train()
+        total, batches = 0.0, 0
+        for images, targets in loader:
+            for group in opt.param_groups:
+                group["lr"] = float(lrs[step])
+            images, targets = images.to(dist.device), targets.to(dist.device)
+            with torch.no_grad():
+                pooled = pool_maps(stage_features(backbone, images), layers)
+            logits = model(pooled)
+            loss = torch.stack([F.cross_entropy(logits[n], targets) for n in layers]).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            total, batches = total + loss.item(), batches + 1
+        history.append({"epoch": epoch + 1, "loss": total / max(batches, 1)})
+        if state_path is not None and dist.is_main:
+            save_run_state(
+                state_path,
+                {"epoch": epoch + 1, "step": step, "heads": heads.state_dict(),
+                 "optimizer": opt.state_dict(), "history": history},
+            )  # fmt: skip
+        barrier()
+    acc = evaluate_heads(backbone, heads, val_data, layers, cfg, dist)
+    return {"protocol": "linear", "config": dataclasses.asdict(cfg), "history": history, **acc}
+
+
+@torch.no_grad()
+def evaluate_heads(
+    backbone: nn.Module,
+    heads: nn.Module,
+    val_data: Dataset[Any],
+    layers: Sequence[str],
+    cfg: LinearConfig,
+    dist: DistInfo,
+) -> dict[str, dict[str, float]]:
+    """Top-1 / top-5 (fractions) of every depth's head on the whole validation set."""
+    heads.eval()
+    counts = torch.zeros(len(layers), 2, dtype=torch.float64)
+    seen = 0
+    for images, targets in eval_loader(val_data, cfg.batch_size, cfg.workers, dist):
+        images, targets = images.to(dist.device), targets.to(dist.device)
+        logits = heads(pool_maps(stage_features(backbone, images), layers))
+        for i, name in enumerate(layers):
+            counts[i] += torch.tensor(topk_correct(logits[name], targets), dtype=torch.float64)
+        seen += len(targets)
+    total = reduce_counts([*counts.flatten().tolist(), seen], dist)
+    n = max(total[-1], 1.0)
+    return {
+        "top1": {name: total[2 * i] / n for i, name in enumerate(layers)},
+        "top5": {name: total[2 * i + 1] / n for i, name in enumerate(layers)},
+    }

@@ -1,0 +1,1 @@
+"""`orl run`: the whole pipeline (stages 1-3, evaluation, report) with cached stages."""

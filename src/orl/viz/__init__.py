@@ -1,0 +1,1 @@
+"""Pictures: discovered RoI pair galleries (and, later, attention maps)."""

@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch.utils.data import Dataset
+from torchvision.datasets import ImageFolder
+
+from orl.evaluate.classification import image_folder, step_schedule, topk_correct, train_transform
+from orl.evaluate.features import center_crop_transform
+from orl.evaluate.inputs import EvalInputError, random_weights
+from orl.evaluate.linear import LinearConfig, linear_config, thirds, train_linear
+from orl.evaluate.semi import SemiConfig, finetune, semi_config, subset_indices
+from orl.train.distributed import init_distributed
+
+LINEAR = LinearConfig(epochs=4, batch_size=2, lr=0.01, layers=("feat4", "feat5"), workers=0)
+
+
+def folders(image_folders: tuple[Path, Path]) -> tuple[ImageFolder, ImageFolder]:
+    train, val = image_folders
+    return image_folder(train, train_transform()), image_folder(val, center_crop_transform())
+
+
+def test_presets_follow_appendix_b() -> None:
+    assert [linear_config(p).epochs for p in ("imagenet", "places205", "inat18")] == [28, 14, 84]
+    assert linear_config("imagenet").lr == 0.01 and linear_config("imagenet").weight_decay == 1e-4
+    assert semi_config("1pct").weight_decay == 0.0 and semi_config("10pct").weight_decay == 1e-4
+
+
+def test_schedules() -> None:
+    assert thirds(28) == [9, 19] and thirds(1) == [1]
+    lrs = step_schedule(0.01, 28, 2, thirds(28), 0.1)
+    assert lrs[0] == 0.01 and lrs[2 * 9] == pytest.approx(0.001) and lrs[-1] == pytest.approx(1e-4)
+    semi = step_schedule(1.0, 20, 1, [12, 16], 0.2)
+    assert semi[11] == 1.0 and semi[12] == pytest.approx(0.2) and semi[16] == pytest.approx(0.04)
+
+
+def test_topk_correct() -> None:
+    logits = torch.tensor([[0.1, 0.9, 0.0], [0.8, 0.1, 0.3]])
+    assert topk_correct(logits, torch.tensor([1, 2]), (1, 2)) == [1, 2]
+
+
+class KilledAfter(Dataset[tuple[torch.Tensor, int]]):
+    """A data set that raises after `n` reads: a run killed in the middle of an epoch."""
+
+    def __init__(self, data: Dataset[tuple[torch.Tensor, int]], n: int) -> None:
+        self.data, self.left = data, n
+
+    def __len__(self) -> int:
+        return len(self.data)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        self.left -= 1
+        if self.left < 0:
+            raise RuntimeError("killed")
+        return self.data[i]
+
+
+def test_linear_probe_learns_and_resumes_exactly(
+    image_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, val = folders(image_folders)
+    dist = init_distributed("cpu")
+    net = random_weights("resnet18").build()
+    full = train_linear(net, train, val, 2, LINEAR, dist, tmp_path / "a")
+    losses = [h["loss"] for h in full["history"]]
+    assert losses[-1] < losses[0]
+    assert full["top1"]["feat5"] == 1.0  # red vs blue
+    with pytest.raises(RuntimeError, match="killed"):  # dies in epoch 3 (8 images per epoch)
+        train_linear(net, KilledAfter(train, 8 * 2 + 3), val, 2, LINEAR, dist, tmp_path / "b")
+    assert torch.load(tmp_path / "b" / "linear_last.pt", weights_only=True)["epoch"] == 2
+    resumed = train_linear(net, train, val, 2, LINEAR, dist, tmp_path / "b", resume=True)
+    assert resumed["history"] == full["history"]
+    a = torch.load(tmp_path / "a" / "linear_last.pt", weights_only=True)["heads"]
+    b = torch.load(tmp_path / "b" / "linear_last.pt", weights_only=True)["heads"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_without_state_is_an_input_error(
+    image_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, val = folders(image_folders)
+    net = random_weights("resnet18").build()
+    with pytest.raises(EvalInputError, match="resume"):
+        train_linear(net, train, val, 2, LINEAR, init_distributed("cpu"), tmp_path, resume=True)
+
+
+def test_semi_finetunes_the_labelled_subset(
+    image_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, val = folders(image_folders)
+    listing = tmp_path / "subset.txt"
+    listing.write_text(
+        "red_0.JPEG\nred_1.JPEG\nred_2.JPEG\nblue_0.JPEG\nblue_1.JPEG\nblue_3.JPEG\n"
+    )
+    indices = subset_indices(train, listing)
+    assert len(indices) == 6 and all(
+        Path(train.samples[i][0]).name in listing.read_text() for i in indices
+    )
+    cfg = SemiConfig(epochs=4, batch_size=3, backbone_lr=0.001, head_lr_scale=1, workers=0)
+    dist = init_distributed("cpu")
+    out = finetune(
+        random_weights("resnet18").build(), 512, train, indices, val, 2, cfg, dist, tmp_path
+    )
+    losses = [h["loss"] for h in out["history"]]
+    assert losses[-1] < losses[0] and out["n_labelled"] == 6
+    assert 0.0 <= out["top1"] <= out["top5"] == 1.0  # two classes: top-5 always hits
+    assert (tmp_path / "semi_last.pt").is_file()
+
+
+def test_subset_names_missing_from_train_folder(
+    image_folders: tuple[Path, Path], tmp_path: Path
+) -> None:
+    train, _ = folders(image_folders)
+    listing = tmp_path / "subset.txt"
+    listing.write_text("red_0.JPEG\nn01440764_10026.JPEG\n")
+    with pytest.raises(EvalInputError, match="n01440764_10026"):
+        subset_indices(train, listing)
+
+
+def test_not_an_image_folder(tmp_path: Path) -> None:
+    with pytest.raises(EvalInputError, match="ImageFolder"):
+        image_folder(tmp_path / "missing", center_crop_transform())
