@@ -6,29 +6,13 @@ from pathlib import Path
 
 import pytest
 from discover_helpers import draw_scene, tiny_config
-
-from orl.models.byol import Encoder, OnlineNetwork
-from orl.train.checkpoint import atomic_save
+from tests.checkpoints import save_tiny_checkpoint
 
 
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "last.pt"
-    import torch
-
-    torch.manual_seed(0)
-    online = OnlineNetwork(Encoder("resnet18", 64, 32), ["image"], 64)
-    atomic_save(
-        {
-            "format": "orl-checkpoint",
-            "version": 1,
-            "config": {"arch": "resnet18", "model": {"proj_hidden": 64, "proj_dim": 32}},
-            "online": online.state_dict(),
-            "step": 0,
-            "data_fingerprint": "",
-        },
-        path,
-    )
+    save_tiny_checkpoint(path, seed=0, proj_hidden=64, proj_dim=32)
     return path
 
 

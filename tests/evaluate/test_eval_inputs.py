@@ -5,22 +5,16 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tests.checkpoints import save_tiny_checkpoint
 
 from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
-from orl.models.byol import Encoder, OnlineNetwork
-from orl.train.checkpoint import atomic_save
+from orl.models.byol import OnlineNetwork
 
 
 def write_orl_checkpoint(path: Path) -> OnlineNetwork:
-    torch.manual_seed(5)
-    online = OnlineNetwork(Encoder("resnet18", 64, 32), ["image"], 64)
-    config = {"arch": "resnet18", "model": {"proj_hidden": 64, "proj_dim": 32}}
-    atomic_save(
-        {"format": "orl-checkpoint", "version": 1, "config": config, "online": online.state_dict(),
-         "step": 3, "data_fingerprint": "x"},
-        path,
-    )  # fmt: skip
-    return online
+    return save_tiny_checkpoint(
+        path, seed=5, proj_hidden=64, proj_dim=32, step=3, data_fingerprint="x"
+    )
 
 
 def test_orl_checkpoint_gives_the_online_backbone(tmp_path: Path) -> None:

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tests.checkpoints import save_tiny_checkpoint
 from torch import nn
 
 from orl.models.backbone import build_backbone
-from orl.models.byol import Encoder, OnlineNetwork
-from orl.train.checkpoint import atomic_save
 from orl.viz.attention import (
     PAD,
     TITLE_HEIGHT,
@@ -27,27 +25,15 @@ from orl.viz.attention import (
 )
 
 
-def save_tiny_checkpoint(path: Path, seed: int = 0) -> Path:
+def tiny_checkpoint(path: Path, seed: int = 0) -> Path:
     """A resnet18 `orl pretrain` checkpoint with tiny heads (random weights)."""
-    torch.manual_seed(seed)
-    online = OnlineNetwork(Encoder("resnet18", 32, 16), ["image"], 32)
-    atomic_save(
-        {
-            "format": "orl-checkpoint",
-            "version": 1,
-            "config": {"arch": "resnet18", "model": {"proj_hidden": 32, "proj_dim": 16}},
-            "online": online.state_dict(),
-            "step": 0,
-            "data_fingerprint": "",
-        },
-        path,
-    )
+    save_tiny_checkpoint(path, seed)
     return path
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "run" / "checkpoints" / "last.pt")
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "run" / "checkpoints" / "last.pt")
 
 
 def brightness_backbone() -> nn.Module:

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
+from tests.checkpoints import save_tiny_checkpoint
 
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, write_store
-from orl.models.byol import Encoder, OnlineNetwork
-from orl.train.checkpoint import atomic_save
 from orl.viz.report import loss_series, write_report
 from orl.viz.report_pairs import top_pairs
 from orl.viz.report_plots import PALETTE, Series, line_plot, nice_ticks
@@ -38,18 +36,7 @@ VOID = {"meta", "img", "br", "hr", "link", "input", "source", "wbr", "col", "are
 
 
 def save_checkpoint(path: Path, seed: int) -> None:
-    torch.manual_seed(seed)
-    atomic_save(
-        {
-            "format": "orl-checkpoint",
-            "version": 1,
-            "config": {"arch": "resnet18", "model": {"proj_hidden": 32, "proj_dim": 16}},
-            "online": OnlineNetwork(Encoder("resnet18", 32, 16), ["image"], 32).state_dict(),
-            "step": 0,
-            "data_fingerprint": FINGERPRINT,
-        },
-        path,
-    )
+    save_tiny_checkpoint(path, seed, data_fingerprint=FINGERPRINT)
 
 
 def write_run(run: Path, orl: bool, seed: int | None) -> None:
