@@ -35,7 +35,7 @@ def quadrant_images(folder: Path, n: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         arr = np.zeros((64, 64, 3), np.uint8)
-        arr[..., 0] = 15 * i
+        arr[..., 0] = (15 * i) % 251
         for q, (x, y, w, h) in enumerate(QUADRANTS):
             arr[y : y + h, x : x + w, 1] = 60 * q
         Image.fromarray(arr).save(folder / f"q{i:02d}.png")

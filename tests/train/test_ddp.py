@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 from orl.config import load_config
 from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
+from tests.data.test_roi_views import quadrant_images, quadrant_store
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def _free_port() -> int:
 SETTINGS = ["epochs=1", "device=cpu", "batch_size=12", "augment.image_size=64"]
 
 
-def _rank_main(rank: int, port: int, config: str, out: str) -> None:
+def _rank_main(rank: int, port: int, config: str, out: str, extra: list[str]) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -39,7 +40,7 @@ def _rank_main(rank: int, port: int, config: str, out: str) -> None:
         WORLD_SIZE="2",
     )
     torch.set_num_threads(1)
-    pretrain(load_config(PretrainConfig, Path(config), SETTINGS), Path(out))
+    pretrain(load_config(PretrainConfig, Path(config), [*SETTINGS, *extra]), Path(out))
 
 
 def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
@@ -52,10 +53,20 @@ def _max_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> f
     )
 
 
-def test_two_process_ddp_matches_single_process(tiny_config: Path, tmp_path: Path) -> None:
-    mp.spawn(_rank_main, args=(_free_port(), str(tiny_config), str(tmp_path / "ddp")), nprocs=2)
+@pytest.mark.parametrize("method", ["byol", "orl"])
+def test_two_process_ddp_matches_single_process(
+    tiny_config: Path, tmp_path: Path, method: str
+) -> None:
+    extra = [f"method={method}"]
+    if method == "orl":
+        folder = quadrant_images(tmp_path / "q", 24)
+        corr = quadrant_store(folder, tmp_path / "corr")
+        extra += [f"data={folder}", f"orl.corr={corr}"]
+    args = (_free_port(), str(tiny_config), str(tmp_path / "ddp"), extra)
+    mp.spawn(_rank_main, args=args, nprocs=2)
     for name, splits in (("split", 2), ("naive", 1)):
-        cfg = load_config(PretrainConfig, tiny_config, [*SETTINGS, f"model.bn_splits={splits}"])
+        settings = [*SETTINGS, *extra, f"model.bn_splits={splits}"]
+        cfg = load_config(PretrainConfig, tiny_config, settings)
         pretrain(cfg, tmp_path / name)
     ckpt = {
         name: torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=True)

@@ -97,6 +97,7 @@ def run_stage(
         ) from exc
     wall = float(state.get("wall_time_s", 0.0)) * continue_in_place + time.perf_counter() - start
     if main:
+        (folder / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure was resumed past
         _write_state(folder, key, "done", wall)
     distributed.barrier()
     return {"key": key, "status": "done", "wall_time_s": wall}
