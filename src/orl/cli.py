@@ -86,11 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orl.pipeline.run import StageFailed, run_pipeline
 
     try:
-        report = run_pipeline(args.config, args.out, list(args.overrides), args.resume)
+        run_pipeline(args.config, args.out, list(args.overrides), args.resume)
     except StageFailed as exc:
         print(f"orl: {exc}", file=sys.stderr)
         return 1
-    print(f"pipeline finished -> {report}")
     return 0
 
 

@@ -212,3 +212,21 @@ def test_a_failing_stage_is_named_and_finished_stages_stay(
     assert "disk full" in (work / "stage2" / "error.log").read_text()
     assert json.loads((work / "stage1" / "stage.json").read_text())["status"] == "done"
     assert (work / "stage1" / "checkpoints" / "last.pt").exists()
+
+
+def test_the_same_command_runs_under_torchrun(pipeline: Path, tmp_path: Path) -> None:
+    """Two gloo ranks run every stage; rank 0 alone writes the bookkeeping and the report."""
+    work = tmp_path / "work"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "orl", "run",
+         "--config", str(pipeline), "--out", str(work)],
+        capture_output=True, text=True, timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert all(s["status"] == "done" for s in _states(work).values())
+    assert proc.stdout.count("pipeline finished") == 1  # printed by rank 0 only
+    assert (work / "report.html").exists()
+    meta = json.loads((work / "stage2" / "meta.json").read_text())
+    assert meta["num_images"] == 16

@@ -127,8 +127,12 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
 
+    def say(message: str) -> None:
+        if dist.is_main:
+            print(message, flush=True)
+
     def stage(name: str, key: str, work: Callable[[], None]) -> None:
-        state = run_stage(name, dirs[name], key, work, resume, dist.is_main)
+        state = run_stage(name, dirs[name], key, work, resume, dist.is_main, say)
         record["stages"][name] = state
         if dist.is_main:
             atomic_write_text(json.dumps(record, indent=1) + "\n", out / layout.PIPELINE_FILE)
@@ -167,6 +171,6 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
         from orl.viz.report import write_report
 
         write_report(out, report, out / "report.md", [images.path(i) for i in range(len(images))])
-        print(f"report: {report}")
+    say(f"pipeline finished -> {report}")
     distributed.barrier()
     return report
