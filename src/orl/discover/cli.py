@@ -80,6 +80,15 @@ def _viz_pairs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_repeated_data(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        help="data source (repeat --data for several); the positional may follow",
+    )
+
+
 def add_parsers(subparsers: SubParsers) -> SubParsers:
     """Register `discover`, `corr` and `viz`; returns viz's sub-parsers (for `viz attention`)."""
     p = subparsers.add_parser("discover", help="stage 2: correspondence discovery")
@@ -101,22 +110,12 @@ def add_parsers(subparsers: SubParsers) -> SubParsers:
     e.set_defaults(func=_export)
     i = sub.add_parser("import-json", help="build a store from the authors' JSON")
     i.add_argument("in_json", type=Path)
-    i.add_argument(
-        "--data",
-        action="append",
-        required=True,
-        help="data source (repeat --data for several); the positional may follow",
-    )
+    _add_repeated_data(i)
     i.add_argument("corr_dir", type=Path)
     i.set_defaults(func=_import)
     r = sub.add_parser("import-proposals", help="authors' raw proposals for `--set boxes=file`")
     r.add_argument("in_json", type=Path)
-    r.add_argument(
-        "--data",
-        action="append",
-        required=True,
-        help="data source (repeat --data for several); the positional may follow",
-    )
+    _add_repeated_data(r)
     r.add_argument("out_dir", type=Path)
     r.set_defaults(func=_import_proposals)
     s = sub.add_parser("inspect", help="counts and distributions of a store")
