@@ -17,28 +17,12 @@ from PIL import Image
 from orl.augment import AugmentConfig, global_view, photometric
 from orl.config import ConfigError
 from orl.data.box_jitter import JitterConfig, jitter_box
+from orl.data.crops import Box, crop_and_warp
 from orl.data.decode import UnusableImage, oriented_size
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset
 from orl.discover.store import CorrespondenceStore
 from orl.train.config import PretrainConfig
-
-Box = tuple[float, float, float, float]
-
-
-def crop_and_warp(image: Image.Image, box: Box, frame: tuple[int, int], size: int) -> Image.Image:
-    """The xywh `box`, given in `frame` pixels, cut from `image` and resized to size x size.
-
-    Cropped first, then resized (bilinear), so no pixel outside the box bleeds in. `image` may be
-    smaller than `frame` (decoded with `max_side`); the box is scaled onto it.
-    """
-    sx, sy = image.size[0] / frame[0], image.size[1] / frame[1]
-    x, y, w, h = box
-    left = min(max(round(x * sx), 0), image.size[0] - 1)
-    top = min(max(round(y * sy), 0), image.size[1] - 1)
-    right = max(min(round((x + w) * sx), image.size[0]), left + 1)
-    bottom = max(min(round((y + h) * sy), image.size[1]), top + 1)
-    return image.crop((left, top, right, bottom)).resize((size, size), Image.Resampling.BILINEAR)
 
 
 def _uniform(n: int) -> int:

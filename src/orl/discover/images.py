@@ -6,20 +6,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-MEAN = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
-STD = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
-_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+from orl.augment import IMAGENET_MEAN, IMAGENET_STD
+from orl.data.crops import crop_and_warp
 
-
-def oriented_size(path: str) -> tuple[int, int]:
-    """(width, height) after EXIF rotation, from the header only: the frame boxes live in.
-
-    `load_rgb` may decode a huge JPEG at reduced scale; boxes must still be in these pixels.
-    """
-    with Image.open(path) as img:
-        w, h = img.size
-        orientation = img.getexif().get(274, 1)
-    return (h, w) if orientation in _ROTATED else (w, h)
+MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -46,10 +37,5 @@ def warp_crops(
     Sec. 3.1 (ii): "we crop and resize each RoI to 224 x 224". `frame` is the original size; when
     the decoder returned a smaller image (huge files) the boxes are scaled onto it.
     """
-    sx, sy = img.size[0] / frame[0], img.size[1] / frame[1]
-    crops = []
-    for x, y, w, h in boxes.tolist():
-        right, bottom = min((x + w) * sx, img.size[0]), min((y + h) * sy, img.size[1])
-        region = (min(x * sx, right - 1e-3), min(y * sy, bottom - 1e-3), right, bottom)
-        crops.append(to_tensor(img.resize((size, size), Image.Resampling.BILINEAR, box=region)))
+    crops = [to_tensor(crop_and_warp(img, tuple(b), frame, size)) for b in boxes.tolist()]
     return torch.stack(crops)

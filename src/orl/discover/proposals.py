@@ -23,9 +23,8 @@ import cv2
 import numpy as np
 
 from orl.artifacts import atomic_save_npy, atomic_write_bytes
-from orl.data.decode import UnusableImage, load_rgb
+from orl.data.decode import UnusableImage, load_rgb, oriented_size
 from orl.data.sources import ImageList, split_coco_spec
-from orl.discover.images import oriented_size
 from orl.discover.store import offsets_of
 
 _LIBC = ctypes.CDLL(None)

@@ -16,11 +16,11 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
-from orl.data.decode import UnusableImage, load_rgb
+from orl.data.decode import UnusableImage, load_rgb, oriented_size
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
 from orl.discover.filter import clip_to_image, filter_proposals
-from orl.discover.images import centre_crop, oriented_size
+from orl.discover.images import centre_crop
 from orl.discover.knn import knn_search
 from orl.discover.pairs import top_pairs
 from orl.discover.proposals import SearchTask, image_seed, search_many

@@ -16,7 +16,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
-from orl.evaluate.features import IMAGENET_MEAN, IMAGENET_STD
+from orl.augment import IMAGENET_MEAN, IMAGENET_STD
 from orl.evaluate.inputs import EvalInputError, require_dir
 from orl.train.checkpoint import atomic_save
 from orl.train.distributed import DistInfo, all_reduce_mean

@@ -30,11 +30,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from orl.artifacts import atomic_save_npy
+from orl.augment import IMAGENET_MEAN, IMAGENET_STD
 from orl.evaluate.inputs import EvalInputError
 from orl.models.backbone import stage_features
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -1,1 +1,1 @@
-"""Pictures: discovered RoI pair galleries (and, later, attention maps)."""
+"""Pictures: RoI pair galleries (Figure 3), attention maps (Figure 4), the pipeline report."""

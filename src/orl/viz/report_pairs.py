@@ -14,8 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from orl.data.decode import UnusableImage, load_rgb
-from orl.discover.images import oriented_size
+from orl.data.decode import UnusableImage, load_rgb, oriented_size
 from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore
 
 COLOURS = ((230, 25, 75), (60, 180, 75))
