@@ -101,37 +101,13 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
 def test_store_of_another_data_set_is_refused(tmp_path: Path) -> None:
     corr = quadrant_store(quadrant_images(tmp_path / "a", 4), tmp_path / "corr")
     other = quadrant_images(tmp_path / "b", 5)
-    cfg = load_config(
-        PretrainConfig,
-        None,
-        [],
-        base={
-            "data": [str(other)],
-            "epochs": 1,
-            "arch": "resnet18",
-            "method": "orl",
-            "batch_size": 2,
-            "orl": {"corr": str(corr)},
-        },
-    )
+    base = {"data": [str(other)], "epochs": 1, "arch": "resnet18", "method": "orl", "batch_size": 2}
+    with_store = load_config(PretrainConfig, None, [f"orl.corr={corr}"], base=base)
     with pytest.raises(StoreMismatch, match="rerun `orl discover`"):
-        build_orl_dataset(cfg, resolve_sources([other]))
+        build_orl_dataset(with_store, resolve_sources([other]))
+    without_store = load_config(PretrainConfig, None, [], base=base)
     with pytest.raises(ConfigError, match="--corr"):
-        build_orl_dataset(
-            load_config(
-                PretrainConfig,
-                None,
-                ["orl.corr=null"],
-                base={
-                    "data": [str(other)],
-                    "epochs": 1,
-                    "arch": "resnet18",
-                    "method": "orl",
-                    "batch_size": 2,
-                },
-            ),
-            resolve_sources([other]),
-        )
+        build_orl_dataset(without_store, resolve_sources([other]))
 
 
 def test_crop_and_warp_scales_boxes_onto_a_smaller_decode() -> None:
