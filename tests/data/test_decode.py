@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from orl.augment import AugmentConfig, global_view
-from orl.data.decode import UnusableImage, load_rgb
+from orl.data.decode import UnusableImage, decode_image, load_rgb, oriented_size
 from orl.data.sources import resolve_sources
 from orl.data.views import TwoViewDataset, collate
 
@@ -106,3 +106,13 @@ def test_zoo_through_the_training_loader_counts_skipped(tmp_path: Path) -> None:
     # an unusable file is replaced by a usable one, never returned
     usable = {i for i in range(len(images)) if zoo[Path(images.path(i)).name]}
     assert set(batch.indices.tolist()) <= usable
+
+
+def test_decode_reports_the_full_oriented_frame_of_a_shrunk_image(tmp_path: Path) -> None:
+    img = Image.new("RGB", (400, 100), (10, 20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # displayed rotated: 100 wide, 400 high
+    img.save(tmp_path / "r.jpg", exif=exif.tobytes())
+    decoded = decode_image(tmp_path / "r.jpg", max_side=200)
+    assert decoded.frame == (100, 400) == oriented_size(tmp_path / "r.jpg")
+    assert decoded.image.size == (50, 200)

@@ -9,6 +9,7 @@ extension, and images with a zero side.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ IMAGE_EXTENSIONS = frozenset(
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Decompression-bomb guard: above this we decode at reduced size (JPEG draft) or refuse.
 MAX_PIXELS = 16_000 * 16_000
+_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 Image.MAX_IMAGE_PIXELS = None
 
 
@@ -47,11 +49,29 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded image and the frame its boxes live in.
+
+    `frame` is (width, height) at full resolution after EXIF rotation; `image` may be smaller
+    when decoded with `max_side`, and boxes given in `frame` pixels are then scaled onto it.
+    """
+
+    image: Image.Image
+    frame: tuple[int, int]
+
+
 def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
-    """Open `path` as an 8-bit RGB PIL image with EXIF orientation applied.
+    """Open `path` as an 8-bit RGB PIL image with EXIF orientation applied (see decode_image)."""
+    return decode_image(path, max_side).image
+
+
+def decode_image(path: str | Path, max_side: int | None = None) -> Decoded:
+    """Decode `path` to 8-bit RGB with EXIF orientation applied, and report its full-size frame.
 
     With `max_side`, images whose longer side exceeds it are shrunk (JPEGs are decoded directly at
-    reduced scale, which is much faster than decoding then resizing).
+    reduced scale, which is much faster than decoding then resizing). One file open gives both the
+    pixels and the frame.
     """
     p = Path(path)
     try:
@@ -63,6 +83,8 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
                 w, h = raw.size
                 if w <= 0 or h <= 0:
                     raise UnusableImage("zero-sized image")
+                swapped = raw.getexif().get(0x0112, 1) in _SWAPPING_ORIENTATIONS
+                frame = (h, w) if swapped else (w, h)
                 target = max_side
                 if w * h > MAX_PIXELS:
                     target = min(target or 8192, 8192)
@@ -82,10 +104,7 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
         raise UnusableImage(first[:120] or type(exc).__name__) from exc
     if max_side is not None and max(img.size) > max_side:
         img = ImageOps.contain(img, (max_side, max_side), Image.Resampling.BILINEAR)
-    return img
-
-
-_SWAPPING_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that swap width and height
+    return Decoded(img, frame)
 
 
 def oriented_size(path: str | Path) -> tuple[int, int]:

@@ -12,13 +12,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from orl.augment import AugmentConfig, global_view, photometric
 from orl.config import ConfigError
 from orl.data.box_jitter import JitterConfig, jitter_box
 from orl.data.crops import Box, crop_and_warp
-from orl.data.decode import UnusableImage, oriented_size
+from orl.data.decode import Decoded, UnusableImage
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset
 from orl.discover.store import CorrespondenceStore
@@ -50,9 +49,9 @@ class ORLDataset(RobustImageDataset):
         self.global_views = (global_view(augment, 1), global_view(augment, 2))
         self.patch_views = (photometric(augment, 1), photometric(augment, 2))
 
-    def make_views(self, index: int, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+    def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
+        image, frame = decoded.image, decoded.frame
         views = {"image": [t(image) for t in self.global_views]}
-        frame = oriented_size(self.images.path(index))
         first, second = self.patch_views
         j = _uniform(self.store.k)  # the neighbour, shared by the inter-RoI pair
         if "intra" in self.branches:
@@ -70,13 +69,12 @@ class ORLDataset(RobustImageDataset):
             neighbour = int(self.store.neighbours(index)[j])
             try:
                 other = self.load(neighbour)
-                other_frame = oriented_size(self.images.path(neighbour))
             except UnusableImage:
                 # the neighbour went bad since stage 2: fall back to the query's own box
-                other, other_frame, p[4:] = image, frame, p[:4]
+                other, p[4:] = decoded, p[:4]
             views["inter"] = [
                 first(crop_and_warp(image, tuple(p[:4]), frame, self.size)),  # type: ignore[arg-type]
-                second(crop_and_warp(other, tuple(p[4:]), other_frame, self.size)),  # type: ignore[arg-type]
+                second(crop_and_warp(other.image, tuple(p[4:]), other.frame, self.size)),  # type: ignore[arg-type]
             ]
         return views
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from orl.data.decode import UnusableImage, load_rgb
+from orl.data.decode import Decoded, UnusableImage, decode_image
 from orl.data.sampler import SampleKey
 from orl.data.sources import ImageList
 
@@ -71,11 +71,11 @@ class RobustImageDataset(Dataset[Sample]):
     def __len__(self) -> int:
         return len(self.images)
 
-    def make_views(self, index: int, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+    def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
         raise NotImplementedError
 
-    def load(self, index: int) -> Image.Image:
-        return load_rgb(self.images.path(index), self.max_side)
+    def load(self, index: int) -> Decoded:
+        return decode_image(self.images.path(index), self.max_side)
 
     def __getitem__(self, key: SampleKey) -> Sample:
         epoch, index = key
@@ -84,13 +84,13 @@ class RobustImageDataset(Dataset[Sample]):
         for attempt in range(MAX_REPLACEMENTS):
             i = (index + attempt * 7919) % n
             try:
-                image = self.load(i)
+                decoded = self.load(i)
             except UnusableImage as exc:
                 skipped.append((self.images.path(i), str(exc)))
                 continue
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(sample_seed(self.seed, epoch, i))
-                views = self.make_views(i, image)
+                views = self.make_views(i, decoded)
             return Sample(i, views, skipped)
         raise RuntimeError(
             f"{MAX_REPLACEMENTS} unusable images in a row near {self.images.path(index)}: "
@@ -115,7 +115,8 @@ class TwoViewDataset(RobustImageDataset):
         self.view2 = view2
         self.extra_crops = list(extra_crops)
 
-    def make_views(self, index: int, image: Image.Image) -> dict[str, list[torch.Tensor]]:
+    def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
+        image = decoded.image
         views = {"image": [self.view1(image), self.view2(image)]}
         for k, (a, b) in enumerate(self.extra_crops):
             views[f"crops{k}"] = [a(image), b(image)]

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from orl.artifacts import atomic_save_npy, atomic_write_bytes
-from orl.data.decode import UnusableImage, load_rgb, oriented_size
+from orl.data.decode import UnusableImage, decode_image
 from orl.data.sources import ImageList, split_coco_spec
 from orl.discover.store import offsets_of
 
@@ -52,8 +52,8 @@ def selective_search(task: SearchTask) -> np.ndarray:
 
     Raises UnusableImage for files the decoder refuses.
     """
-    img = load_rgb(task.path, max_side=task.max_side or None)
-    frame = oriented_size(task.path)
+    decoded = decode_image(task.path, max_side=task.max_side or None)
+    img, frame = decoded.image, decoded.frame
     bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
     cv2.setNumThreads(1)  # the seeded rand() sequence must be consumed by one thread only
     ss = cv2.ximgproc.segmentation.createSelectiveSearchSegmentation()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
-from orl.data.decode import UnusableImage, load_rgb, oriented_size
+from orl.data.decode import UnusableImage, decode_image, load_rgb, oriented_size
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
 from orl.discover.filter import clip_to_image, filter_proposals
@@ -110,8 +110,8 @@ def cached_proposals(ctx: Context) -> RawSource:
 def _decode(path: str) -> tuple[object | None, tuple[int, int]]:
     """(image or None when undecodable, original size; (1, 1) when even the header is bad)."""
     try:
-        img = load_rgb(path)
-        return img, oriented_size(path)
+        decoded = decode_image(path)
+        return decoded.image, decoded.frame
     except (UnusableImage, OSError, SyntaxError, ValueError):
         try:
             return None, oriented_size(path)
