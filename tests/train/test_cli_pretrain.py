@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from orl.cli import main
+from orl.data.sources import resolve_sources
 from orl.models.pretrained import load_pretrained
 from tests.data.test_decode import make_zoo
 
@@ -46,6 +47,7 @@ def test_pretrain_writes_a_complete_run(tiny_config: Path, tmp_path: Path, image
     summary = json.loads((run / "summary.json").read_text())
     assert summary["images_seen"] == 70 and summary["skipped"] == bad == 3
     assert summary["final_loss"] == pytest.approx(lines[-1]["loss"])
+    assert summary["data_fingerprint"] == resolve_sources([image_dir]).fingerprint
     assert len((run / "skipped.txt").read_text().splitlines()) == bad
     assert "arch: resnet18" in (run / "config.yaml").read_text()
     assert any((run / "tensorboard").iterdir())

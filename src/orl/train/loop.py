@@ -56,6 +56,7 @@ class RunSummary:
     steps: int
     images_per_s: float  # steady state: measured after the first `bench_warmup` steps
     data_wait_fraction: float  # share of step time spent waiting for the data loader
+    data_fingerprint: str  # the data set trained on (also in every checkpoint)
 
 
 def _precision(cfg: PretrainConfig, device: torch.device) -> tuple[bool, torch.dtype]:
@@ -313,6 +314,7 @@ def pretrain(
         steps=step,
         images_per_s=bench_images / bench_time if bench_time > 0 else math.nan,
         data_wait_fraction=wait_time / busy_time if busy_time > 0 else math.nan,
+        data_fingerprint=images.fingerprint,
     )
     if out is not None and dist.is_main:
         (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
