@@ -76,12 +76,13 @@ def run_stage(
         log(f"{name}: up to date ({folder})")
         return state
     continue_in_place = resume and state.get("key") == key and state.get("status") == "running"
+    earlier = float(state.get("wall_time_s", 0.0)) if continue_in_place else 0.0
     distributed.barrier()
     if main:
         if not continue_in_place and folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        _write_state(folder, key, "running", float(state.get("wall_time_s", 0.0)))
+        _write_state(folder, key, "running", earlier)
     distributed.barrier()
     log(f"{name}: {'resuming' if continue_in_place else 'running'} -> {folder}")
     start = time.perf_counter()
@@ -95,7 +96,7 @@ def run_stage(
             f"{name} failed ({type(exc).__name__}: {first}); details in {folder / ERROR_FILE}; "
             "finished stages are kept, rerun with --resume"
         ) from exc
-    wall = float(state.get("wall_time_s", 0.0)) * continue_in_place + time.perf_counter() - start
+    wall = earlier + time.perf_counter() - start
     if main:
         (folder / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure was resumed past
         _write_state(folder, key, "done", wall)
