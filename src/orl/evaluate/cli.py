@@ -1,4 +1,4 @@
-"""`orl eval {voc07,voc07-lowshot,linear,semi,knn}` and `orl export`: argument parsing and wiring.
+"""`orl eval {voc07,voc07-lowshot,linear,semi,knn,scenes,corr}`, `orl export`: parsing and wiring.
 
 No protocol logic lives here; each handler resolves inputs, calls one protocol function, prints its
 table and writes its JSON report.
@@ -18,6 +18,7 @@ import torch
 
 from orl.artifacts import atomic_write_text
 from orl.evaluate.classification import image_folder, train_transform
+from orl.evaluate.corr_quality import format_corr_quality, score_correspondences
 from orl.evaluate.export import FORMATS, export_weights
 from orl.evaluate.features import (
     POOLS,
@@ -29,10 +30,11 @@ from orl.evaluate.features import (
     parse_layers,
     svm_transform,
 )
-from orl.evaluate.inputs import EvalInputError, Weights, load_weights
+from orl.evaluate.inputs import EvalInputError, Weights, load_weights, random_weights
 from orl.evaluate.knn import knn_scores, topk_accuracy
 from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
 from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
+from orl.evaluate.scenes import evaluate_scenes, format_scenes
 from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset_indices
 from orl.evaluate.svm import COSTS
 from orl.evaluate.voc07 import SplitFeatures, evaluate_voc07, format_voc07, voc2007_root
@@ -229,6 +231,27 @@ def run_knn(args: argparse.Namespace) -> int:
     )
 
 
+def run_scenes(args: argparse.Namespace) -> int:
+    weights = (
+        random_weights(args.arch, args.seed)
+        if args.checkpoint == "random"
+        else load_weights(args.checkpoint, args.seed)
+    )
+    report = evaluate_scenes(
+        Path(args.scenes), weights.build(), image_size=args.image_size,
+        crop_size=args.crop_size, baselines=args.baselines, seed=args.seed,
+        costs=_costs(args.costs), batch_size=args.batch_size, device=_device(args.device),
+        jobs=args.jobs,
+    )  # fmt: skip
+    report["checkpoint"] = weights.identity
+    return _finish(report, format_scenes(report), args.out)
+
+
+def run_corr(args: argparse.Namespace) -> int:
+    report = score_correspondences(Path(args.corr), Path(args.scenes), args.split, args.seed)
+    return _finish(report, format_corr_quality(report), args.out)
+
+
 def run_export(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint, args.seed)
     out = export_weights(weights, args.format, Path(args.out))
@@ -256,7 +279,7 @@ def _extraction(p: argparse.ArgumentParser) -> None:
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `eval` (voc07, voc07-lowshot, linear, semi, knn) and `export`."""
+    """Register `eval` (voc07, voc07-lowshot, linear, semi, knn, scenes, corr) and `export`."""
     ev = subparsers.add_parser("eval", help="transfer protocols of the paper (sec. 4.1)")
     sub = ev.add_subparsers(dest="eval_command", required=True)
 
@@ -327,6 +350,28 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--k", type=int, default=20)
     p.add_argument("--temperature", type=float, default=0.07)
     p.set_defaults(func=run_knn)
+
+    p = sub.add_parser("scenes", help="scene benchmark: scene SVM mAP and object-crop accuracy")
+    _common(p)
+    p.set_defaults(func=run_scenes)
+    p.add_argument("--scenes", required=True, help="folder written by `orl scenes DIR`")
+    p.add_argument("--arch", default="resnet18", help="architecture of --checkpoint random")
+    p.add_argument("--baselines", action="store_true", help="also colour histogram, raw pixels")
+    p.add_argument("--image-size", type=int, default=None, help="scene side (default: as is)")
+    p.add_argument("--crop-size", type=int, default=64, help="side of the object crops")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--jobs", type=int, default=-1, help="joblib processes (-1: all cores)")
+    p.add_argument(
+        "--costs", default=None, help="comma list of SVM costs (default: the benchmark's 19)"
+    )
+
+    p = sub.add_parser("corr", help="stage-2 store against the scene ground truth")
+    p.add_argument("--corr", required=True, help="CORR_DIR written by `orl discover`")
+    p.add_argument("--scenes", required=True, help="folder written by `orl scenes DIR`")
+    p.add_argument("--split", default="train", help="split the store was built on")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random-box reference")
+    p.add_argument("--out", default=None, help="JSON report path")
+    p.set_defaults(func=run_corr)
 
     p = subparsers.add_parser(
         "export", help="backbone as torchvision state dict or Detectron2 pickle"
