@@ -19,11 +19,59 @@ def test_paper_preset_matches_the_paper() -> None:
     assert cfg.augment.image_size == 224 and cfg.model.sync_bn
 
 
+def test_simclr_preset_matches_the_paper_and_simclr() -> None:
+    cfg = load_config(PretrainConfig, CONFIGS / "coco_simclr_r50_800ep.yaml")
+    assert (cfg.arch, cfg.method, cfg.epochs, cfg.batch_size) == ("resnet50", "simclr", 800, 512)
+    assert cfg.optim.optimizer == "lars" and cfg.optim.trust_coefficient == 0.001
+    assert cfg.optim.lr * cfg.batch_size / 256 == pytest.approx(0.6)  # 0.3 x bs/256
+    assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.warmup_epochs) == (0.9, 1e-6, 10)
+    assert (cfg.model.proj_hidden, cfg.model.proj_dim, cfg.contrastive.temperature) == (
+        2048,
+        128,
+        0.1,
+    )
+    a = cfg.augment
+    assert (a.brightness, a.contrast, a.saturation, a.hue, a.jitter_p) == (0.8, 0.8, 0.8, 0.2, 0.8)
+    assert (a.grayscale_p, a.view1_blur_p, a.view2_blur_p, a.min_scale) == (0.2, 0.5, 0.5, 0.08)
+    assert a.view1_solarize_p == a.view2_solarize_p == 0.0
+
+
+def test_mocov2_preset_matches_the_paper_and_mocov2() -> None:
+    cfg = load_config(PretrainConfig, CONFIGS / "coco_mocov2_r50_800ep.yaml")
+    assert (cfg.arch, cfg.method, cfg.epochs, cfg.batch_size) == ("resnet50", "mocov2", 800, 256)
+    assert cfg.optim.optimizer == "sgd" and cfg.optim.lr * cfg.batch_size / 256 == 0.3
+    assert (cfg.optim.momentum, cfg.optim.weight_decay, cfg.optim.warmup_epochs) == (0.9, 1e-4, 0)
+    assert (cfg.model.proj_hidden, cfg.model.proj_dim, cfg.model.tau) == (2048, 128, 0.999)
+    assert (cfg.contrastive.temperature, cfg.contrastive.queue_size) == (0.2, 65536)
+    a = cfg.augment
+    assert (a.brightness, a.contrast, a.saturation, a.hue, a.jitter_p) == (0.4, 0.4, 0.4, 0.1, 0.8)
+    assert (a.grayscale_p, a.view1_blur_p, a.view2_blur_p, a.min_scale) == (0.2, 0.5, 0.5, 0.2)
+    assert a.view1_solarize_p == a.view2_solarize_p == 0.0
+
+
+def test_mocov2_queue_must_hold_a_batch_but_need_not_divide_by_it() -> None:
+    demo = CONFIGS / "demo_mocov2.yaml"
+    with pytest.raises(ConfigError, match=r"'contrastive\.queue_size' must hold at least"):
+        load_config(PretrainConfig, demo, ["contrastive.queue_size=31"])
+    cfg = load_config(PretrainConfig, demo, ["contrastive.queue_size=33"])  # wraps around
+    assert cfg.contrastive.queue_size == 33
+    with pytest.raises(ConfigError, match=r"'contrastive\.temperature' must be positive"):
+        load_config(PretrainConfig, demo, ["contrastive.temperature=0"])
+
+
 TRAINING_PRESETS = sorted(p.name for p in CONFIGS.glob("*.yaml") if "\nmethod:" in p.read_text())
 
 
 def test_presets_exist() -> None:
-    assert {"demo_byol.yaml", "demo_orl.yaml", "coco_byol_r50_800ep.yaml"} <= set(TRAINING_PRESETS)
+    assert {
+        "demo_byol.yaml",
+        "demo_orl.yaml",
+        "demo_simclr.yaml",
+        "demo_mocov2.yaml",
+        "coco_byol_r50_800ep.yaml",
+        "coco_simclr_r50_800ep.yaml",
+        "coco_mocov2_r50_800ep.yaml",
+    } <= set(TRAINING_PRESETS)
 
 
 @pytest.mark.parametrize("name", TRAINING_PRESETS)
@@ -48,7 +96,10 @@ def test_overrides_parse_yaml_values() -> None:
         ("optim.lrr=0.1", "unknown key 'optim.lrr'"),
         ("epochs=ten", "'epochs' must be an integer"),
         ("compile=3", "'compile' must be true or false"),
-        ("method=simclr", "'method' must be one of"),
+        ("method=swav", "'method' must be one of"),
+        ("contrastive.temp=0.2", "unknown key 'contrastive.temp'"),
+        ("contrastive.queue_size=many", "'contrastive.queue_size' must be an integer"),
+        ("optim.optimizer=adam", "'optim.optimizer' must be one of"),
         ("arch=vgg", "unknown arch 'vgg'"),
         ("optim=3", "'optim' must be a mapping"),
     ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,41 @@ def test_bench_prints_images_per_second_last(
     )
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("train images/s: ") and float(last.split(": ")[1]) > 0
+
+
+DISCOVER_TINY = ["k=3", "knn_resize=40", "knn_crop=32", "roi_size=32", "min_size=16"]
+DISCOVER_TINY += ["ss_max_side=64", "proposal_workers=1", "batch_size=16", "device=cpu"]
+
+
+@pytest.mark.parametrize(
+    ("method", "settings"),
+    [
+        ("byol", []),
+        ("simclr", ["optim.optimizer=lars", "optim.weight_decay=0.000001"]),
+        ("mocov2", ["contrastive.queue_size=12", "model.tau=0.999"]),
+    ],
+)
+def test_each_stage1_method_trains_through_the_cli_and_feeds_discover(
+    tiny_config: Path, tmp_path: Path, image_dir: Path, method: str, settings: list[str]
+) -> None:
+    run = tmp_path / "run"
+    sets = [x for s in [f"method={method}", "epochs=1", *settings] for x in ("--set", s)]
+    assert main(["pretrain", "--config", str(tiny_config), "--out", str(run), *sets]) == 0
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == [1, 2, 3]  # 24 images in batches of 8
+    assert all(math.isfinite(r["loss"]) for r in lines)
+    assert ("tau" in lines[0]) == (method != "simclr")  # SimCLR has no EMA network
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ("queue" in ckpt) == (method == "mocov2") and ("target" in ckpt) == (method != "simclr")
+    pre = load_pretrained(run / "checkpoints" / "last.pt")
+    assert pre.method == method and pre.proj_dim == 16
+
+    corr = tmp_path / "corr"
+    discover_sets = [x for s in DISCOVER_TINY for x in ("--set", s)]
+    args = ["discover", "--checkpoint", str(run / "checkpoints" / "last.pt")]
+    assert main([*args, "--data", str(image_dir), "--out", str(corr), *discover_sets]) == 0
+    from orl.discover.store import CorrespondenceStore
+
+    store = CorrespondenceStore.open(corr)
+    assert store.num_images == 24 and store.neighbours(0).shape == (3,)
+    assert store.meta["checkpoint_sha256"] == pre.sha256

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run."""
+"""A run killed with SIGKILL and resumed ends bit-identical to an uninterrupted run, for BYOL and
+the SimCLR (LARS state) and MoCo v2 (key encoder, queue and its pointer) baselines."""
 
 from __future__ import annotations
 
@@ -18,6 +19,13 @@ from orl.cli import main
 pytestmark = pytest.mark.slow
 
 SETTINGS = ["--set", "epochs=3", "--set", "save_every_steps=1", "--set", "deterministic=true"]
+METHODS = {
+    "byol": [],
+    "simclr": ["--set", "method=simclr", "--set", "optim.optimizer=lars"],
+    # a queue of 20 keys fills up in 2.5 steps of 8: the pointer wraps around inside an enqueue
+    "mocov2": ["--set", "method=mocov2", "--set", "contrastive.queue_size=20"],
+}
+STATE = {"byol": ("target",), "simclr": (), "mocov2": ("target", "queue")}
 
 
 def _step(path: Path) -> int:
@@ -37,9 +45,11 @@ def _equal(a: object, b: object) -> bool:
     return a == b
 
 
-def test_kill_and_resume_is_bit_identical(tiny_config: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("method", list(METHODS))
+def test_kill_and_resume_is_bit_identical(tiny_config: Path, tmp_path: Path, method: str) -> None:
+    settings = [*SETTINGS, *METHODS[method]]
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    assert main(["pretrain", "--config", str(tiny_config), "--out", str(reference), *SETTINGS]) == 0
+    assert main(["pretrain", "--config", str(tiny_config), "--out", str(reference), *settings]) == 0
 
     cmd = [
         sys.executable,
@@ -50,7 +60,7 @@ def test_kill_and_resume_is_bit_identical(tiny_config: Path, tmp_path: Path) -> 
         str(tiny_config),
         "--out",
         str(killed),
-        *SETTINGS,
+        *settings,
     ]
     proc = subprocess.Popen(
         cmd,
@@ -70,14 +80,15 @@ def test_kill_and_resume_is_bit_identical(tiny_config: Path, tmp_path: Path) -> 
 
     assert (
         main(
-            ["pretrain", "--config", str(tiny_config), "--out", str(killed), "--resume", *SETTINGS]
+            ["pretrain", "--config", str(tiny_config), "--out", str(killed), "--resume", *settings]
         )
         == 0
     )
     a = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
     b = torch.load(last, weights_only=True)
     assert a["step"] == b["step"] == 9
-    for part in ("online", "target", "optimizer"):
+    assert {"target", "queue"} & set(a) == set(STATE[method])
+    for part in ("online", "optimizer", *STATE[method]):
         assert _equal(a[part], b[part]), part
     # the metrics file continues where the checkpoint stopped: no step twice
     steps = [

@@ -9,17 +9,24 @@ import torch
 from torch import nn
 
 from orl.models.backbone import build_backbone
-from orl.models.heads import mlp_head
+from orl.models.heads import mlp_head, projection_head
 
 
 class Encoder(nn.Module):
-    """Backbone + projector: f_theta without the predictor; shared by every ORL branch."""
+    """Backbone + projector: f_theta without the predictor; shared by every ORL branch.
 
-    def __init__(self, arch: str, proj_hidden: int = 4096, proj_dim: int = 256) -> None:
+    `method` picks the projector's shape (BYOL's by default; SimCLR's or MoCo v2's for those
+    stage-1 methods), so every method's checkpoint names its weights `encoder.backbone.*` and
+    `encoder.projector.*`.
+    """
+
+    def __init__(
+        self, arch: str, proj_hidden: int = 4096, proj_dim: int = 256, method: str = "byol"
+    ) -> None:
         super().__init__()
         self.backbone, self.feat_dim = build_backbone(arch)
         self.proj_dim = proj_dim
-        self.projector = mlp_head(self.feat_dim, proj_hidden, proj_dim)
+        self.projector = projection_head(method, self.feat_dim, proj_hidden, proj_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))  # type: ignore[no-any-return]

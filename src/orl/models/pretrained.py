@@ -1,8 +1,10 @@
 """Pre-trained networks for the downstream jobs (stage 2, evaluation, export, pictures).
 
 A checkpoint written by `orl pretrain` holds the online network's state under `online` with keys
-`encoder.backbone.*` (a torchvision ResNet without `fc`), `encoder.projector.*` and
-`predictors.<branch>.*`. The authors evaluate the online backbone; so do we.
+`encoder.backbone.*` (a torchvision ResNet without `fc`), `encoder.projector.*` and (BYOL, ORL)
+`predictors.<branch>.*`; every stage-1 method (BYOL, SimCLR, MoCo v2) names its backbone and
+projection head alike, and the head's shape follows the checkpoint's `method`. The authors evaluate
+the online backbone (MoCo's query encoder); so do we.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Pretrained:
     """The parts of a checkpoint downstream jobs use."""
 
     arch: str
+    method: str  # the training method; picks the projection head's shape
     backbone: dict[str, torch.Tensor]
     projector: dict[str, torch.Tensor]
     proj_hidden: int
@@ -42,8 +45,10 @@ class Pretrained:
         return net.eval()
 
     def build_encoder(self) -> Encoder:
-        """Backbone + projector (stage 2 embeds images with the projector output), in eval mode."""
-        enc = Encoder(self.arch, self.proj_hidden, self.proj_dim)
+        """Backbone + the method's projection head, in eval mode. Stage 2 embeds images with the
+        projector output (BYOL's projector, SimCLR's or MoCo v2's head) and RoIs with the backbone.
+        """
+        enc = Encoder(self.arch, self.proj_hidden, self.proj_dim, self.method)
         enc.backbone.load_state_dict(self.backbone, strict=True)
         enc.projector.load_state_dict(self.projector, strict=True)
         return enc.eval()
@@ -64,6 +69,7 @@ def load_pretrained(path: Path) -> Pretrained:
     model_cfg = ckpt["config"]["model"]
     return Pretrained(
         arch=str(ckpt["config"]["arch"]),
+        method=str(ckpt["config"].get("method", "byol")),
         backbone=backbone,
         projector=projector,
         proj_hidden=int(model_cfg["proj_hidden"]),

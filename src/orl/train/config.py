@@ -1,4 +1,5 @@
-"""Settings of `orl pretrain` (stage 1 BYOL, stage 3 ORL, multi-crop BYOL), with paper defaults."""
+"""Settings of `orl pretrain` (stage 1 BYOL, SimCLR or MoCo v2, stage 3 ORL, multi-crop BYOL),
+with paper defaults."""
 
 from __future__ import annotations
 
@@ -8,16 +9,18 @@ from typing import Literal
 from orl.augment import AugmentConfig
 from orl.models.backbone import ARCHS
 
-Method = Literal["byol", "orl", "byol_multicrop"]
+Method = Literal["byol", "orl", "byol_multicrop", "simclr", "mocov2"]
 
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """SGD with warm-up and cosine decay (sec. 3.2, "Optimization")."""
+    """SGD with warm-up and cosine decay (sec. 3.2, "Optimization"); LARS for SimCLR."""
 
+    optimizer: Literal["sgd", "lars"] = "sgd"  # lars: SimCLR's (train/lars.py)
     lr: float = 0.2  # per 256 images: the peak lr is lr * batch_size / 256 (0.4 at batch 512)
     momentum: float = 0.9
-    weight_decay: float = 1e-4
+    weight_decay: float = 1e-4  # sgd: on every parameter; lars: not on biases and BN
+    trust_coefficient: float = 0.001  # lars only: eta of the trust ratio
     warmup_epochs: float = 4.0
     warmup_ratio: float = 1e-4
     cosine_per_epoch: bool = False
@@ -31,9 +34,17 @@ class ModelConfig:
     proj_hidden: int = 4096
     proj_dim: int = 256
     pred_hidden: int = 4096
-    tau: float = 0.99  # base EMA decay, raised to 1 by a cosine over optimizer steps
+    tau: float = 0.99  # base EMA decay, raised to 1 by a cosine; mocov2: the constant momentum
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
     bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig:
+    """SimCLR's and MoCo v2's loss settings (the paper's baselines, Tables 1-4)."""
+
+    temperature: float = 0.1  # SimCLR 0.1, MoCo v2 0.2
+    queue_size: int = 65536  # mocov2: negatives kept from earlier batches (any size >= batch)
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,7 @@ class PretrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     orl: ORLConfig = field(default_factory=ORLConfig)
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)
     multicrop: int = 4  # byol_multicrop: number of extra patch_size crops (paired), Table 5c
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
     channels_last: bool = True  # GPU only
@@ -91,3 +103,7 @@ class PretrainConfig:
             raise ValueError("'workers' and 'save_every_*' must not be negative")
         if self.model.bn_splits < 1 or self.batch_size % self.model.bn_splits:
             raise ValueError("'model.bn_splits' must divide the per-device batch")
+        if self.contrastive.temperature <= 0:
+            raise ValueError("'contrastive.temperature' must be positive")
+        if self.method == "mocov2" and self.contrastive.queue_size < self.batch_size:
+            raise ValueError("'contrastive.queue_size' must hold at least one batch of keys")

@@ -63,6 +63,46 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def rank() -> int:
+    """This process's rank (0 in a single process)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands each rank the gradient of its own slice summed over ranks.
+
+    Rank r's loss L_r depends on every rank's rows, so dL/dx_r = sum over ranks s of dL_s/dx_r:
+    the incoming gradients are all-reduced (summed) and rank r keeps its slice. Returning only the
+    local slice of the local gradient (a common bug) loses the terms of the other ranks' losses.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        total = grad.contiguous().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total.chunk(dist.get_world_size())[dist.get_rank()]
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's `x` concatenated in rank order along dim 0, differentiable (identity in one
+    process). Every rank must pass the same shape.
+
+    With DDP averaging the parameter gradients over W ranks and each rank's loss a mean over its
+    own rows, the result is exactly the gradient of the mean loss over the global batch (tested
+    against one process in tests/train/test_gather.py).
+    """
+    if not is_distributed():
+        return x
+    out: torch.Tensor = _GatherWithGrad.apply(x)
+    return out
+
+
 def all_gather_objects(obj: Any) -> list[Any]:
     """Every rank's `obj`, in rank order (a one-element list in a single process)."""
     if not is_distributed():

@@ -1,9 +1,11 @@
-"""The one training loop for stage 1 (BYOL), stage 3 (ORL) and multi-crop BYOL (sec. 3.1-3.2).
+"""The one training loop for stage 1 (BYOL, or the SimCLR / MoCo v2 baselines), stage 3 (ORL) and
+multi-crop BYOL (sec. 3.1-3.2).
 
-Read top to bottom: set-up, resume, then per step: lr from the precomputed schedule, forward of
-every branch, loss, backward, optional clipping, optimizer step, EMA update of the target with the
-precomputed tau, logging and checkpointing. The same code runs in one CPU process and under
-`torchrun` on N GPUs x M nodes (DDP, SyncBN, global-batch lr scaling, rank 0 writes).
+Read top to bottom: set-up, resume, then per step: lr from the precomputed schedule, the method's
+forward and loss (`train/objectives.py`), backward, optional clipping, optimizer step, EMA update
+of the target (BYOL) or key encoder (MoCo) with the precomputed tau, logging and checkpointing.
+The same code runs in one CPU process and under `torchrun` on N GPUs x M nodes (DDP, SyncBN,
+global-batch lr scaling, rank 0 writes).
 """
 
 from __future__ import annotations
@@ -16,26 +18,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from orl.artifacts import atomic_write_text
 from orl.augment import normalize_on_device
 from orl.config import dump_yaml, to_dict
 from orl.data.sampler import StepBatchSampler
 from orl.data.sources import resolve_sources
 from orl.data.views import Batch, collate
-from orl.losses import weighted_branch_loss
-from orl.models.byol import ema_update, make_target, project_views
+from orl.models.byol import ema_update
 from orl.train import distributed
 from orl.train.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from orl.train.config import PretrainConfig
 from orl.train.logs import RunLog
+from orl.train.objectives import byol_objective, mocov2_objective, simclr_objective
 from orl.train.schedules import lr_schedule, tau_schedule
 from orl.train.setup import (
     build_dataset,
     build_online,
     build_optimizer,
+    build_queue,
+    build_target,
     check_resumable,
     initialise_from,
     loss_weights,
@@ -101,14 +107,20 @@ def pretrain(
         initialise_from(online, Path(cfg.init_from))
     if dist.world_size > 1 and device.type == "cuda" and cfg.model.sync_bn:
         online = torch.nn.SyncBatchNorm.convert_sync_batchnorm(online)
-    target = make_target(online.encoder)
+    target = build_target(cfg, online)  # None for SimCLR
+    queue = build_queue(cfg)  # MoCo v2 only
+    # the named modules a checkpoint holds and resume restores
+    modules: dict[str, torch.nn.Module] = {"online": online}
+    if target is not None:
+        modules["target"] = target
+    if queue is not None:
+        modules["queue"] = queue
     channels_last = cfg.channels_last and device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
-    online.to(device)
-    target.to(device)
-    if channels_last:
-        online.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        target.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    for module in modules.values():
+        module.to(device)
+        if channels_last:  # moves only 4-d tensors (conv weights)
+            module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     optimizer = build_optimizer(online, cfg)
     amp, amp_dtype = _precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp and amp_dtype == torch.float16)
@@ -123,7 +135,11 @@ def pretrain(
         cfg.optim.warmup_ratio,
         cfg.optim.cosine_per_epoch,
     )
-    taus = tau_schedule(cfg.model.tau, total_steps)
+    # BYOL's target: tau rises to 1 by a cosine; MoCo's key encoder: constant momentum (0.999)
+    if cfg.method == "mocov2":
+        taus = np.full(total_steps, cfg.model.tau)
+    else:
+        taus = tau_schedule(cfg.model.tau, total_steps)
     weights = loss_weights(cfg)
 
     cfg_dict = to_dict(cfg)
@@ -137,8 +153,8 @@ def pretrain(
         if resume and last_path.exists():
             ckpt = load_checkpoint(last_path)
             check_resumable(ckpt, cfg_dict, images.fingerprint)
-            online.load_state_dict(ckpt["online"])
-            target.load_state_dict(ckpt["target"])
+            for name, module in modules.items():
+                module.load_state_dict(ckpt[name])
             optimizer.load_state_dict(ckpt["optimizer"])
             scaler.load_state_dict(ckpt["scaler"])
             set_rng_state(ckpt["rng"])
@@ -147,7 +163,7 @@ def pretrain(
         if dist.is_main:
             out.mkdir(parents=True, exist_ok=True)
             _truncate_metrics(out / "metrics.jsonl", step)
-            (out / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
+            atomic_write_text(dump_yaml(cfg), out / "config.yaml")
     end_step = total_steps if max_steps is None else min(total_steps, step + max_steps)
 
     model: torch.nn.Module = online
@@ -158,7 +174,8 @@ def pretrain(
     forward_target = target
     if cfg.compile:
         model = torch.compile(model)  # type: ignore[assignment]
-        forward_target = torch.compile(target)  # type: ignore[assignment]
+        if target is not None:
+            forward_target = torch.compile(target)  # type: ignore[assignment]
 
     sampler = StepBatchSampler(
         len(images),
@@ -194,8 +211,7 @@ def pretrain(
                 "data_fingerprint": images.fingerprint,
                 "epoch": epoch,
                 "step": step,
-                "online": online.state_dict(),
-                "target": target.state_dict(),
+                **{name: module.state_dict() for name, module in modules.items()},
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
                 "rng": rng_state(),
@@ -207,8 +223,8 @@ def pretrain(
         )
 
     log = RunLog(out, dist.is_main, total=end_step, initial=step)
-    online.train()
-    target.train()  # batch statistics in the target too, as in the authors' BYOL
+    for module in modules.values():
+        module.train()  # batch statistics in the target too, as in the authors' BYOL and MoCo
     loss_window: list[list[float]] = []  # per step: total, then each branch's term
     last_loss = math.nan
     bench_images, bench_time, wait_time, busy_time = 0, 0.0, 0.0, 0.0
@@ -232,9 +248,16 @@ def pretrain(
                 for branch, vs in batch.views.items()
             }
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-                predictions = model(views)
-                targets = project_views(forward_target, views)
-            loss, terms = weighted_branch_loss(predictions, targets, weights)
+                if cfg.method == "simclr":
+                    loss, terms = simclr_objective(model, views, cfg.contrastive.temperature)
+                elif cfg.method == "mocov2":
+                    assert forward_target is not None and queue is not None
+                    loss, terms = mocov2_objective(
+                        model, forward_target, queue, views, cfg.contrastive.temperature
+                    )
+                else:
+                    assert forward_target is not None
+                    loss, terms = byol_objective(model, forward_target, views, weights)
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at step {step}: lower optim.lr or use "
@@ -247,7 +270,8 @@ def pretrain(
                 torch.nn.utils.clip_grad_norm_(online.parameters(), cfg.optim.clip_grad)
             scaler.step(optimizer)
             scaler.update()
-            ema_update(target, online.encoder, float(taus[step]))
+            if target is not None:
+                ema_update(target, online.encoder, float(taus[step]))
             step += 1
             images_seen += cfg.batch_size
             for path, reason in batch.skipped:
@@ -276,7 +300,7 @@ def pretrain(
                     "loss": last_loss,
                     **{f"loss_{b}": v for b, v in zip(weights, stats[1:], strict=True)},
                     "lr": float(lrs[step - 1]),
-                    "tau": float(taus[step - 1]),
+                    **({"tau": float(taus[step - 1])} if target is not None else {}),
                     "images_per_s": ips,
                 }
                 log.step(
@@ -317,9 +341,10 @@ def pretrain(
         data_fingerprint=images.fingerprint,
     )
     if out is not None and dist.is_main:
-        (out / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
-        (out / "skipped.txt").write_text(
-            "".join(f"{p}\t{reason}\n" for p, reason in sorted(skipped.items())), encoding="utf-8"
+        atomic_write_text(json.dumps(asdict(summary), indent=2) + "\n", out / "summary.json")
+        atomic_write_text(
+            "".join(f"{p}\t{reason}\n" for p, reason in sorted(skipped.items())),
+            out / "skipped.txt",
         )
     distributed.barrier()
     return summary
@@ -332,7 +357,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = [
         x for x in path.read_text(encoding="utf-8").splitlines() if json.loads(x)["step"] <= step
     ]
-    path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
+    atomic_write_text("".join(line + "\n" for line in keep), path)
 
 
 def _last_logged_loss(out: Path | None) -> float:

@@ -11,10 +11,13 @@ from torch import nn
 from orl.augment import global_view
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset, TwoViewDataset
-from orl.models.byol import Encoder, OnlineNetwork
+from orl.models.byol import Encoder, OnlineNetwork, make_target
+from orl.models.contrastive import ContrastiveNetwork
+from orl.models.moco import KeyQueue
 from orl.models.split_bn import convert_split_bn
 from orl.train.checkpoint import CheckpointError, load_checkpoint
 from orl.train.config import PretrainConfig
+from orl.train.lars import LARS, lars_param_groups
 
 
 def loss_weights(cfg: PretrainConfig) -> dict[str, float]:
@@ -53,16 +56,33 @@ def build_dataset(cfg: PretrainConfig, images: ImageList) -> RobustImageDataset:
     )
 
 
-def build_online(cfg: PretrainConfig) -> OnlineNetwork:
+def build_online(cfg: PretrainConfig) -> OnlineNetwork | ContrastiveNetwork:
+    """The trained network: encoder + predictors (BYOL family), encoder alone (SimCLR, MoCo v2)."""
     m = cfg.model
-    encoder = Encoder(cfg.arch, m.proj_hidden, m.proj_dim)
-    online = OnlineNetwork(encoder, list(loss_weights(cfg)), m.pred_hidden)
+    encoder = Encoder(cfg.arch, m.proj_hidden, m.proj_dim, cfg.method)
+    online: OnlineNetwork | ContrastiveNetwork
+    if cfg.method in ("simclr", "mocov2"):
+        online = ContrastiveNetwork(encoder)
+    else:
+        online = OnlineNetwork(encoder, list(loss_weights(cfg)), m.pred_hidden)
     if m.bn_splits > 1:
         convert_split_bn(online, m.bn_splits)
     return online
 
 
-def initialise_from(online: OnlineNetwork, path: Path) -> None:
+def build_target(cfg: PretrainConfig, online: OnlineNetwork | ContrastiveNetwork) -> Encoder | None:
+    """BYOL's target / MoCo's key encoder (an EMA copy of the online encoder); SimCLR has none."""
+    return None if cfg.method == "simclr" else make_target(online.encoder)
+
+
+def build_queue(cfg: PretrainConfig) -> KeyQueue | None:
+    """MoCo v2's queue of `contrastive.queue_size` keys; the other methods have none."""
+    if cfg.method != "mocov2":
+        return None
+    return KeyQueue(cfg.contrastive.queue_size, cfg.model.proj_dim)
+
+
+def initialise_from(online: nn.Module, path: Path) -> None:
     """Copy the encoder (and any predictor of the same branch) from another run's checkpoint."""
     state = load_checkpoint(path)["online"]
     own = online.state_dict()
@@ -73,9 +93,17 @@ def initialise_from(online: OnlineNetwork, path: Path) -> None:
     online.load_state_dict(own)
 
 
-def build_optimizer(online: nn.Module, cfg: PretrainConfig) -> torch.optim.SGD:
-    """SGD, momentum 0.9, weight decay on all parameters (the authors exclude none); the lr is
-    set from the precomputed schedule before every step."""
+def build_optimizer(online: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """SGD, momentum 0.9, weight decay on all parameters (the authors exclude none), or SimCLR's
+    LARS (biases and BN excluded from decay and adaptation); the lr is set from the precomputed
+    schedule before every step."""
+    if cfg.optim.optimizer == "lars":
+        return LARS(
+            lars_param_groups(online, cfg.optim.weight_decay),
+            lr=0.0,
+            momentum=cfg.optim.momentum,
+            trust_coefficient=cfg.optim.trust_coefficient,
+        )
     return torch.optim.SGD(
         online.parameters(),
         lr=0.0,
@@ -97,7 +125,18 @@ def check_resumable(ckpt: dict[str, Any], cfg_dict: dict[str, Any], fingerprint:
     old = ckpt.get("config", {})
     for key in RESUME_MUST_MATCH:
         if old.get(key) != cfg_dict.get(key):
-            raise CheckpointError(
-                f"cannot resume: setting '{key}' differs from the interrupted run; "
-                "keep it or start a new --out"
-            )
+            _refuse(key)
+    # settings that older checkpoints do not record: compared only where they matter
+    if old.get("optim", {}).get("optimizer", "sgd") != cfg_dict["optim"]["optimizer"]:
+        _refuse("optim.optimizer")
+    if cfg_dict["method"] in ("simclr", "mocov2") and old.get("contrastive") != cfg_dict.get(
+        "contrastive"
+    ):
+        _refuse("contrastive")
+
+
+def _refuse(key: str) -> None:
+    raise CheckpointError(
+        f"cannot resume: setting '{key}' differs from the interrupted run; "
+        "keep it or start a new --out"
+    )
