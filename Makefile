@@ -25,8 +25,8 @@ demo: install
 	$(BIN)/orl run --config configs/demo.yaml --out $(WORK) --resume
 
 lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
 
 test: lint

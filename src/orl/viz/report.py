@@ -33,6 +33,7 @@ from orl.viz.report_document import (
 )
 from orl.viz.report_pairs import pairs_gallery, top_pairs
 from orl.viz.report_plots import Series, histogram, line_plot
+from orl.viz.report_scenes import scenes_blocks
 from orl.viz.report_workdir import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -328,6 +329,7 @@ def report_blocks(
         *training_blocks(work_dir, STAGE3_DIR),
         *attention_blocks(work_dir, image_paths, store, attention_size),
         *evaluation_blocks(work_dir),
+        *scenes_blocks(work_dir),
         *config_blocks(work_dir, pipeline_text),
     ]
 

@@ -6,6 +6,7 @@
                                checkpoints/last.pt (stage 1 = BYOL, stage 3 = ORL; sec. 3.2, 3.3)
       stage2/                  the correspondence store (sec. 3.1) + optional timing.json
       eval/results.json        protocol, columns, rows[{name, metrics}]
+      scenes_study/results.json  optional scene-benchmark study (runs, corr, baselines)
 
 Every file is optional: a reader returns None for a file that is not there, so the report can say
 "not run" for a stage that has not run (or not finished) instead of failing.
@@ -24,6 +25,7 @@ STAGE1_DIR = "stage1"
 STAGE2_DIR = "stage2"
 STAGE3_DIR = "stage3"
 EVAL_DIR = "eval"
+SCENES_DIR = "scenes_study"  # optional: the scene-benchmark study (pipeline/study.py)
 PIPELINE_FILE = "pipeline.json"
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"

@@ -1,0 +1,81 @@
+"""Settings of the scene-benchmark study: scenes, methods, seeds and each stage's preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from orl.config import ConfigError, load_config
+from orl.discover.config import DiscoverConfig
+from orl.pipeline.config import StageSpec, build_stage
+from orl.train.config import PretrainConfig
+
+Method = Literal["random", "byol", "byol_multicrop", "orl", "orl_gt"]
+# Run order: ORL rows need the same seed's BYOL model (their stage 1).
+METHOD_ORDER: tuple[Method, ...] = ("random", "byol", "byol_multicrop", "orl", "orl_gt")
+
+
+@dataclass(frozen=True)
+class ScenesSpec:
+    """What `orl scenes` builds (docs/scenes.md); the scene seed is fixed across training seeds."""
+
+    categories: Literal["core", "fast", "all"] = "core"
+    size: int = 128
+    train: int = 2000
+    test: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`orl eval scenes` settings: scene side and object-crop side fed to the frozen backbone."""
+
+    image_size: int | None = None  # None: the scenes' own size
+    crop_size: int = 64
+    # SVM costs tried by the cross-validation: the VOC07 protocol's 19-cost sweep takes ~7
+    # core-minutes per feature set at this size, as high costs run to the iteration limit.
+    costs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
+    jobs: int = 2  # processes for the per-class SVMs
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """One study: every method trained with the same preset (`train`) for each seed.
+
+    `train` is the one pre-training preset; each method only changes `method` (and, for ORL, the
+    correspondence store), so all trained rows see the same images, epochs, batch and resolution.
+    `discover` is stage 2's preset; `orl_gt` runs it with `boxes: coco-gt` (Table 5d).
+    """
+
+    scenes: ScenesSpec = field(default_factory=ScenesSpec)
+    scenes_dir: str | None = None  # a benchmark `orl scenes` already built: used, `scenes` ignored
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: list[Method] = field(
+        default_factory=lambda: ["random", "byol", "byol_multicrop", "orl", "orl_gt"]
+    )
+    train: StageSpec = field(default_factory=StageSpec)
+    discover: StageSpec = field(default_factory=StageSpec)
+    eval: EvalSettings = field(default_factory=EvalSettings)
+    baselines: bool = True  # colour histogram and raw pixels (seed-independent, computed once)
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    cfg: StudyConfig
+    train: PretrainConfig  # data and method are set per run
+    discover: DiscoverConfig
+    base_dir: Path
+
+
+def resolve_study(path: Path, overrides: list[str]) -> ResolvedStudy:
+    """Read a study YAML (+ `--set`) and validate the stage presets before anything runs."""
+    cfg = load_config(StudyConfig, path, overrides)
+    base = path.parent
+    if not cfg.seeds:
+        raise ConfigError(f"{path}: 'seeds' is empty")
+    if ("orl" in cfg.methods or "orl_gt" in cfg.methods) and "byol" not in cfg.methods:
+        raise ConfigError(f"{path}: ORL rows need 'byol' in methods (it is their stage 1)")
+    train = build_stage(PretrainConfig, cfg.train, base, "train", data=["scenes"], method="byol")
+    discover = build_stage(DiscoverConfig, cfg.discover, base, "discover")
+    return ResolvedStudy(cfg, train, discover, base)
