@@ -101,7 +101,7 @@ def test_quick_study_runs_every_row_and_resumes_without_recomputing(
     assert set(results["baselines"]["baselines"]) == {"color_hist", "raw_pixels"}
     text = md.read_text()
     assert text.startswith("# Scenes\n\nprose kept\n") and BEGIN in text
-    assert "| BYOL (1 seeds) |" in text and "colour histogram" in text
+    assert "| BYOL (1 seed) |" in text and "colour histogram" in text
 
     capsys.readouterr()
     assert _script().main(argv) == 0  # a second run reuses every finished unit

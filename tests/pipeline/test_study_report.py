@@ -64,7 +64,7 @@ def test_eval_rows_order_methods_and_aggregate_seeds() -> None:
     head, rows = eval_rows(RESULTS)
     assert head[1] == "scene mAP"
     assert [r[0] for r in rows] == [
-        "random init (1 seeds)",
+        "random init (1 seed)",
         "BYOL (2 seeds)",
         "colour histogram 6^3",
     ]

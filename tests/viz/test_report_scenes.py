@@ -32,9 +32,9 @@ def test_section_lists_each_row_and_the_stage2_scores(tmp_path: Path) -> None:
     assert blocks[0] == Heading(TITLE)
     assert "240 train / 160 test scenes" in next(b.text for b in blocks if isinstance(b, Text))
     scores, stage2 = [b for b in blocks if isinstance(b, Table)]
-    assert scores.rows[0][:2] == ("random init (1 seeds)", "20.0")
+    assert scores.rows[0][:2] == ("random init (1 seed)", "20.0")
     assert scores.rows[1] == (
-        "ORL (selective-search boxes) (1 seeds)",
+        "ORL (selective-search boxes) (1 seed)",
         "31.0",
         "40.0",
         "35.0",
@@ -52,3 +52,13 @@ def test_an_unreadable_results_file_is_reported_not_raised(tmp_path: Path) -> No
     (tmp_path / "scenes_study" / "results.json").write_text("{not json")
     blocks = scenes_blocks(tmp_path)
     assert isinstance(blocks[1], Text) and blocks[1].missing
+
+
+def test_a_study_that_could_not_fetch_its_stamps_shows_why(tmp_path: Path) -> None:
+    (tmp_path / "scenes_study").mkdir()
+    (tmp_path / "scenes_study" / "error.log").write_text(
+        "Traceback ...\nFetchError: cannot fetch the object stamps (needs a working apt-get)\n"
+    )
+    text = scenes_blocks(tmp_path)[1]
+    assert isinstance(text, Text) and text.missing
+    assert text.text.startswith("not run: FetchError: cannot fetch the object stamps")

@@ -15,11 +15,12 @@ from typing import Any
 
 from orl.artifacts import atomic_write_text
 from orl.config import to_dict
+from orl.data.photo_sources import FetchError
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.pipeline import run_discover
 from orl.pipeline.config import ResolvedPipeline, resolve_pipeline
 from orl.pipeline.probe_stage import run_probe
-from orl.pipeline.stages import run_stage, stage_key
+from orl.pipeline.stages import StageFailed, run_stage, stage_key
 from orl.pipeline.study import run_study
 from orl.pipeline.study_config import resolve_study
 from orl.train import distributed
@@ -101,7 +102,14 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
             # The package cache sits outside the stage folder, which a changed key clears.
             run_study(resolved, dirs[layout.SCENES_DIR], out / ".cache-scenes", log=say)
 
-        stage(layout.SCENES_DIR, key, scenes)
+        try:
+            stage(layout.SCENES_DIR, key, scenes)
+        except StageFailed as exc:
+            # Without apt-get the stamps cannot be fetched: the demo carries on without the study,
+            # as it does without the Debian photos, and a later run with apt-get retries it.
+            if not isinstance(exc.__cause__, FetchError):
+                raise
+            say(f"scene study skipped: {exc.__cause__}")
     report = out / "report.html"
     if rp.cfg.report and dist.is_main:
         from orl.viz.report import write_report

@@ -64,7 +64,8 @@ def eval_rows(results: dict[str, Any]) -> Rows:
         # The median: one seed's run sharing the machine with another job must not move it.
         wall = f"{np.median([t['wall_time_s'] for t in trained]) / 60:.1f}" if trained else "0"
         seen = str(int(np.mean([t["images_seen"] for t in trained]))) if trained else "0"
-        rows.append((f"{ROW_NAMES[method]} ({len(runs)} seeds)", *cells, wall, seen))
+        seeds = f"{len(runs)} seed{'s' if len(runs) > 1 else ''}"
+        rows.append((f"{ROW_NAMES[method]} ({seeds})", *cells, wall, seen))
     baselines = (results.get("baselines") or {}).get("baselines", {})
     for key, name in BASELINE_NAMES.items():
         if key in baselines:

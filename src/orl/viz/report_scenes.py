@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orl.pipeline.stages import ERROR_FILE
 from orl.pipeline.study_report import Rows, corr_rows, eval_rows
 from orl.viz.report_document import Block, Heading, Table, Text
 from orl.viz.report_workdir import RESULTS_FILE, SCENES_DIR, read_json
@@ -28,7 +29,12 @@ def scenes_blocks(work_dir: Path) -> list[Block]:
     results = read_json(folder / RESULTS_FILE)
     blocks: list[Block] = [Heading(TITLE)]
     if results.data is None:
-        return [*blocks, Text(results.problem, True)]
+        error = folder / ERROR_FILE
+        lines = error.read_text(encoding="utf-8").strip().splitlines() if error.is_file() else []
+        return [
+            *blocks,
+            Text(f"{results.problem}: {lines[-1]}" if lines else results.problem, True),
+        ]
     sc = results.data.get("config", {}).get("scenes", {})
     blocks.append(
         Text(
