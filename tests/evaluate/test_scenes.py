@@ -15,7 +15,8 @@ from tests.checkpoints import save_tiny_checkpoint
 
 from orl.cli import main
 from orl.evaluate.scene_data import read_scene_split
-from orl.evaluate.scene_features import color_histogram, square_crop
+from orl.evaluate.scene_features import color_histogram, square_crop, to_grayscale
+from orl.evaluate.scene_instances import instance_retrieval
 from orl.evaluate.scenes import (
     crop_classifier,
     evaluate_scenes,
@@ -183,3 +184,40 @@ def test_cli_random_checkpoint_and_a_missing_folder(
     assert main(["eval", "scenes", "--checkpoint", "random", "--scenes", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "instances_train.json" in err and len(err.splitlines()) == 1
+
+
+def test_instance_retrieval_on_a_hand_built_case() -> None:
+    gallery = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]], dtype=np.float32)
+    ids = np.array([7, 8, 8, 9])
+    # Query 1 (instance 8) ranks the gallery 0, 1, 3, 2: a miss first, its positives 2nd and 4th
+    # -> AP = (1/2 + 2/4) / 2. Query 2 (instance 9) ranks gallery 3 first -> a hit, AP 1.
+    # Query 3 (instance 5) has no gallery crop and is skipped.
+    queries = np.array([[1.0, 0.05], [0.12, 1.0], [1.0, 1.0]], dtype=np.float32)
+    out = instance_retrieval(gallery, ids, queries, np.array([8, 9, 5]))
+    assert out["instance_queries"] == 2
+    assert out["instance_r1"] == pytest.approx(0.5)
+    assert out["instance_map"] == pytest.approx(((1 / 2 + 2 / 4) / 2 + 1.0) / 2)
+
+
+def test_grayscale_is_the_luma_of_pil() -> None:
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    x = torch.from_numpy(pixels).permute(2, 0, 1)[None].float() / 255
+    gray = to_grayscale(x)
+    assert gray.shape == x.shape and torch.equal(gray[:, 0], gray[:, 2])
+    expected = np.asarray(Image.fromarray(pixels).convert("L"), dtype=np.float32) / 255
+    assert np.abs(gray[0, 0].numpy() - expected).max() <= 1 / 255 + 1e-6
+
+
+def test_a_test_seen_split_adds_the_instance_protocol_and_gray_rows(tmp_path: Path) -> None:
+    # test_seen: new scenes of the train instances (ids 10 c + i % 2, as in the train split)
+    root = write_scenes(tmp_path / "scenes")
+    write_scene_split(root, "test_seen", 16, seed=3)
+    report = evaluate_scenes(root, None, baselines=True, costs=QUICK_COSTS, gray=True)
+    assert report["n_test_seen_crops"] > 0
+    hist, hist_gray = report["baselines"]["color_hist"], report["baselines"]["color_hist_gray"]
+    # Colour alone finds the category, so half of the nearest crops are the same instance; on
+    # gray images the four colours collapse to three luma levels' worth of bins and it drops.
+    assert hist["instance_r1"] > 0.35 and hist["crop_top1"] > 0.9
+    assert hist_gray["crop_top1"] < hist["crop_top1"]
+    assert {"instance_map", "instance_top1", "instance_queries"} <= set(hist)

@@ -77,7 +77,10 @@ def _read_list(list_file: Path) -> tuple[Path, list[str]]:
 
 
 def _coco_image_dir(json_path: Path) -> Path:
-    split = json_path.stem.rsplit("_", 1)[-1]
+    """COCO's layout: `annotations/instances_<split>.json` (the split may hold `_`, as the scene
+    benchmark's `test_seen`) or `annotations/image_info_<split>.json` -> `<split>/`."""
+    stem = json_path.stem
+    split = stem[len("instances_") :] if stem.startswith("instances_") else stem.rsplit("_", 1)[-1]
     return json_path.parent.parent / split
 
 

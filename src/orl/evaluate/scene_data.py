@@ -58,6 +58,11 @@ def annotation_file(scenes_dir: Path, split: str) -> Path:
     return path
 
 
+def has_split(scenes_dir: Path, split: str) -> bool:
+    """Whether the folder holds this split's annotations (`test_seen` is optional)."""
+    return (Path(scenes_dir) / "annotations" / f"instances_{split}.json").is_file()
+
+
 def read_scene_split(scenes_dir: Path, split: str) -> SceneSplit:
     """Read one split: its images as a data source (same order and fingerprint as stage 2 sees
     with the source `DIR/annotations/instances_<split>.json`) and its non-crowd objects."""

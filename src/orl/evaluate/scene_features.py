@@ -60,6 +60,23 @@ def raw_pixels(x: torch.Tensor, side: int = RAW_SIDE) -> torch.Tensor:
 
 
 BASELINES: dict[str, Featurizer] = {"color_hist": color_histogram, "raw_pixels": raw_pixels}
+# ITU-R BT.601 luma, as PIL's convert("L") and torchvision's rgb_to_grayscale
+LUMA = (0.299, 0.587, 0.114)
+
+
+def to_grayscale(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> the luma repeated in three channels (colour taken away)."""
+    weights = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True).expand_as(x).contiguous()
+
+
+def grayscale_featurizer(featurizer: Featurizer) -> Featurizer:
+    """The same features computed on grayscale images."""
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return featurizer(to_grayscale(x))
+
+    return features
 
 
 def _to_float(images: np.ndarray, size: int | None) -> torch.Tensor:

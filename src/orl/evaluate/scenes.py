@@ -5,9 +5,14 @@ Classifiers are trained on the TRAIN split and scored on the TEST split:
   features L2-normalised, one LinearSVC per category, cost by 3-fold CV AP on train, all-point AP
   on test, mean over the categories (`svm.run_svm_tasks`);
 - object crops: every object cut out by its visible box (`scene_features.square_crop`), resized to
-  `crop_size`, one multi-class linear classifier -> top-1 and mean per-class accuracy.
-Hand-crafted baselines (colour histogram, raw pixels) go through the same two classifiers, so a
-learned representation can be read against them and against a random-init backbone.
+  `crop_size`, one multi-class linear classifier -> top-1 and mean per-class accuracy;
+- when the folder has a `test_seen` split, the instance protocol of `scene_instances`: crops of the
+  train instances in new scenes, retrieved among the train crops and classified by instance.
+Hand-crafted baselines (colour histogram, raw pixels) go through the same classifiers, so a
+learned representation can be read against them and against a random-init backbone. With `gray`,
+every feature kind is also computed on grayscale images (`<name>_gray`): colour is a shortcut on
+this benchmark (a colour histogram beats a random network), and BYOL's augmentations teach
+features to ignore it, so each protocol is also read with colour taken away.
 """
 
 from __future__ import annotations
@@ -27,18 +32,21 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
+from orl.data.scenes.layout import SEEN_SPLIT
 from orl.evaluate.features import l2_normalize
 from orl.evaluate.inputs import EvalInputError, random_weights
 from orl.evaluate.probe import label_matrix
-from orl.evaluate.scene_data import SceneSplit, decode_scenes, read_scene_split
+from orl.evaluate.scene_data import SceneSplit, decode_scenes, has_split, read_scene_split
 from orl.evaluate.scene_features import (
     BASELINES,
     Featurizer,
     backbone_featurizer,
     crop_batches,
     featurize,
+    grayscale_featurizer,
     scene_batches,
 )
+from orl.evaluate.scene_instances import instance_retrieval
 from orl.evaluate.svm import COSTS, ClassTask, run_svm_tasks, train_labels
 
 # Inverse L2 strengths of the crop classifier, chosen by CV (features are standardised first).
@@ -141,29 +149,33 @@ def extract_split(
     image_size: int | None,
     crop_size: int,
     batch_size: int,
+    whole_scenes: bool = True,
 ) -> SceneFeatures:
-    """Decode the split once, then one pass over its scenes and one over its object crops."""
+    """Decode the split once, then one pass over its scenes (unless not `whole_scenes`) and one
+    over its object crops."""
     pixels = decode_scenes(split)
     crops = crop_batches(pixels, split.obj_image, split.obj_box, crop_size, batch_size)
-    return SceneFeatures(
-        split,
-        featurize(scene_batches(pixels, image_size, batch_size), featurizers),
-        featurize(crops, featurizers),
+    scenes = (
+        featurize(scene_batches(pixels, image_size, batch_size), featurizers)
+        if whole_scenes
+        else {}
     )
+    return SceneFeatures(split, scenes, featurize(crops, featurizers))
 
 
 def _probe(
     name: str,
     train: SceneFeatures,
     test: SceneFeatures,
+    seen: SceneFeatures | None,
     costs: Sequence[float],
     seed: int,
     jobs: int,
 ) -> dict[str, Any]:
-    """Both measures for one feature kind; raw pixels are standardised first (the doc's recipe)."""
+    """Every measure for one feature kind; raw pixels are standardised first (the doc's recipe)."""
     s_train, s_test = train.scenes[name], test.scenes[name]
     c_train, c_test = train.crops[name], test.crops[name]
-    if name == "raw_pixels":
+    if name.startswith("raw_pixels"):
         s_train, s_test = _standardize(s_train, s_test)
         c_train, c_test = _standardize(c_train, c_test)
     labels_train, labels_test = train.split.image_labels(), test.split.image_labels()
@@ -171,7 +183,16 @@ def _probe(
     crop = crop_classifier(
         c_train, train.split.obj_category, c_test, test.split.obj_category, seed=seed, jobs=jobs
     )
-    return {**report, **crop}
+    report.update(crop)
+    if seen is not None:
+        queries = seen.crops[name]
+        if name.startswith("raw_pixels"):
+            _, queries = _standardize(train.crops[name], queries)
+        ids_train, ids_seen = train.split.obj_instance, seen.split.obj_instance
+        report.update(instance_retrieval(c_train, ids_train, queries, ids_seen))
+        probe = crop_classifier(c_train, ids_train, queries, ids_seen, seed=seed, jobs=jobs)
+        report["instance_top1"] = probe["crop_top1"]
+    return report
 
 
 def evaluate_scenes(
@@ -186,15 +207,19 @@ def evaluate_scenes(
     batch_size: int = 128,
     device: torch.device | None = None,
     jobs: int = 1,
+    gray: bool = False,
 ) -> dict[str, Any]:
-    """Scene mAP and crop accuracy of `backbone` (None: only the baselines) on a scene folder.
+    """Scene mAP and crop accuracy of `backbone` (None: only the baselines) on a scene folder,
+    and the instance protocol when the folder has a `test_seen` split.
 
     `image_size` resizes whole scenes before the backbone (None: their own size); crops are always
     cut from the full-size scene and resized to `crop_size`. With `baselines`, the colour histogram
-    and raw pixels are reported under `baselines`. `seed` drives the crop classifier's CV folds.
-    The backbone is put in eval mode (and channels-last memory format) in place.
+    and raw pixels are reported under `baselines`; with `gray`, every row is repeated on grayscale
+    images under `<name>_gray` (the backbone's as `gray`). `seed` drives the classifiers' CV
+    folds. The backbone is put in eval mode (and channels-last memory format) in place.
     """
     train, test = read_scene_split(scenes_dir, "train"), read_scene_split(scenes_dir, "test")
+    seen = read_scene_split(scenes_dir, SEEN_SPLIT) if has_split(scenes_dir, SEEN_SPLIT) else None
     if train.categories != test.categories:
         raise EvalInputError(f"{scenes_dir}: train and test annotations list other categories")
     if not len(train.obj_image) or not len(test.obj_image):
@@ -204,8 +229,15 @@ def evaluate_scenes(
         featurizers[BACKBONE] = backbone_featurizer(backbone, device)
     if not featurizers:
         raise ValueError("evaluate_scenes needs a backbone or baselines=True")
+    if gray:
+        featurizers.update({f"{k}_gray": grayscale_featurizer(f) for k, f in featurizers.items()})
     f_train, f_test = (
         extract_split(s, featurizers, image_size, crop_size, batch_size) for s in (train, test)
+    )
+    f_seen = (
+        None
+        if seen is None
+        else extract_split(seen, featurizers, image_size, crop_size, batch_size, False)
     )
     report: dict[str, Any] = {
         "n_train": len(train),
@@ -216,12 +248,15 @@ def evaluate_scenes(
         "crop_size": crop_size,
         "costs": list(costs),
     }
+    if seen is not None:
+        report["n_test_seen_crops"] = len(seen.obj_image)
+    rows = {name: _probe(name, f_train, f_test, f_seen, costs, seed, jobs) for name in featurizers}
     if backbone is not None:
-        report.update(_probe(BACKBONE, f_train, f_test, costs, seed, jobs))
+        report.update(rows.pop(BACKBONE))
+        if gray:
+            report["gray"] = rows.pop(f"{BACKBONE}_gray")
     if baselines:
-        report["baselines"] = {
-            name: _probe(name, f_train, f_test, costs, seed, jobs) for name in BASELINES
-        }
+        report["baselines"] = rows
     return report
 
 

@@ -27,7 +27,7 @@ from orl.data.scenes.build import (
     split_ids,
 )
 from orl.data.scenes.catalogue import ScenesError, select_stamps
-from orl.data.scenes.compose import MIN_VISIBLE, Background, Stamp, box_of
+from orl.data.scenes.compose import MIN_VISIBLE, Background, SceneStyle, Stamp, box_of
 from orl.data.sources import resolve_sources
 from tests.data.scenes.conftest import CATEGORIES, SIZE, synthetic_rgba
 from tests.data.test_photos import _make_deb
@@ -98,6 +98,27 @@ def test_splits_share_no_instance_and_no_background(built: Path) -> None:
         doc = _doc(built, split)
         assert {a["instance_id"] for a in doc["annotations"]} <= set(meta["instances"][split])
         assert {im["background_id"] for im in doc["images"]} <= set(meta["backgrounds"][split])
+
+
+def test_test_seen_puts_train_instances_on_test_backgrounds(
+    built: Path, tmp_path: Path, stamps: list[Stamp], backgrounds: list[Background]
+) -> None:
+    out = tmp_path / "seen"
+    summary = build_scenes_from(
+        out, stamps, backgrounds, CATEGORIES, size=SIZE, n_train=N_TRAIN, n_test=N_TEST,
+        n_test_seen=10, style=SceneStyle(hue=0.1), workers=1, log=lambda _: None,
+    )  # fmt: skip
+    meta = json.loads((out / "meta.json").read_text())
+    doc = _doc(out, "test_seen")
+    assert summary.scenes == {"train": N_TRAIN, "test": N_TEST, "test_seen": 10}
+    assert len(doc["images"]) == 10 and meta["counts"]["test_seen"]["scenes"] == 10
+    assert {a["instance_id"] for a in doc["annotations"]} <= set(meta["instances"]["train"])
+    assert {im["background_id"] for im in doc["images"]} <= set(meta["backgrounds"]["test"])
+    seen = resolve_sources([str(instances_json(out, "test_seen"))])
+    assert Path(seen.path(0)) == out / "test_seen" / "000000.png"
+    # The style is part of the settings: the plain build's stamp does not match this one.
+    assert meta["style"]["hue"] == 0.1
+    assert meta["settings"] != json.loads((built / "meta.json").read_text())["settings"]
 
 
 def test_split_ids_cut_each_group_65_35_and_lose_nothing() -> None:

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 
 from orl.data.scenes.compose import (
-    AREA_FRACTION,
     MIN_VISIBLE,
     Background,
     Scene,
+    SceneStyle,
     Stamp,
+    _recolour,
     box_of,
     compose_scene,
     is_grayscale,
@@ -76,7 +77,7 @@ def test_objects_are_scaled_by_their_visible_area(
     for scene in _scenes(stamps, backgrounds):
         for obj in scene.objects:
             fractions[obj.category].append(obj.pixels / SIZE**2)
-    low, high = AREA_FRACTION
+    low, high = SceneStyle().area
     for category, values in fractions.items():
         assert 0.8 * low <= min(values) and max(values) <= 1.1 * high, category
     assert np.median(fractions[1]) > 0.5 * np.median(fractions[0])
@@ -116,3 +117,45 @@ def test_prepare_background_cuts_black_bars_and_shrinks() -> None:
     # Shrunk to a shorter side of 2 x 64 (128 x 171), then the bars (8.5 rows each) are cut.
     assert background.rgb.shape[1] == 171 and 110 <= background.rgb.shape[0] <= 112
     assert background.rgb[0].mean() > 30 and background.rgb[-1].mean() > 30
+
+
+def test_style_sets_the_object_count_and_area(
+    stamps: list[Stamp], backgrounds: list[Background]
+) -> None:
+    style = SceneStyle(objects=(2, 2), area=(0.15, 0.2), rotation=0.0)
+    pools = _pools(stamps)
+    for i in range(20):
+        scene = compose_scene(np.random.default_rng(i), pools, backgrounds, SIZE, style)
+        assert len(scene.objects) == 2
+        # Unrotated full boxes are the matte's box, and matte areas stay in the asked range.
+        assert all(0.8 * 0.15 <= o.pixels / SIZE**2 <= 1.1 * 0.2 for o in scene.objects)
+
+
+def test_recolour_shifts_hue_and_scales_brightness() -> None:
+    red = np.zeros((2, 2, 3), dtype=np.float32)
+    red[...] = (200.0, 0.0, 0.0)
+
+    def draw(style: SceneStyle) -> np.ndarray:
+        return _recolour(red, np.random.default_rng(0), style)
+
+    # Hue U(-0.5, 0.5) x 360 degrees moves red somewhere else on the circle; value is kept.
+    shifted = draw(SceneStyle(hue=0.5))
+    assert shifted.max() == pytest.approx(200.0, abs=0.5) and not np.allclose(shifted, red)
+    assert np.allclose(draw(SceneStyle(brightness=(0.5, 0.5))), red * 0.5, atol=0.5)
+    gray = draw(SceneStyle(saturation=(0.0, 0.0)))
+    assert np.allclose(gray, 200.0, atol=0.5)  # no saturation: R = G = B = value
+
+
+def test_a_default_style_draws_no_appearance_and_bad_styles_are_refused(
+    stamps: list[Stamp], backgrounds: list[Background]
+) -> None:
+    pools = _pools(stamps)
+    plain = compose_scene(np.random.default_rng(3), pools, backgrounds, SIZE)
+    restyled = compose_scene(
+        np.random.default_rng(3), pools, backgrounds, SIZE, SceneStyle(hue=0.2, blur=1.0)
+    )
+    assert SceneStyle().recolours is False and not np.array_equal(plain.image, restyled.image)
+    for bad in ({"objects": (3, 2)}, {"area": (0.0, 0.2)}, {"hue": 0.7}, {"blur": -1.0},
+                {"brightness": (1.2, 1.0)}):  # fmt: skip
+        with pytest.raises(ValueError):
+            SceneStyle(**bad)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ folder layout is in ``layout``; a second call with the same settings finds it fi
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import multiprocessing
@@ -26,10 +27,17 @@ from PIL import Image
 from orl.artifacts import atomic_open, atomic_write_text
 from orl.data.scenes import compose
 from orl.data.scenes.catalogue import ScenesError, check_category_set
-from orl.data.scenes.compose import Background, Stamp, compose_scene
+from orl.data.scenes.compose import (
+    DEFAULT_STYLE,
+    Background,
+    SceneStyle,
+    Stamp,
+    compose_scene,
+)
 from orl.data.scenes.fetch import licences_markdown, load_inputs, package_pins
 from orl.data.scenes.layout import (
     FORMAT_VERSION,
+    SEEN_SPLIT,
     SPLITS,
     SceneRecord,
     coco_annotation,
@@ -74,6 +82,7 @@ class _SplitJob:
     size: int
     pools: list[list[Stamp]]  # per category index, the instances of this split
     backgrounds: list[Background]
+    style: SceneStyle
 
 
 def split_ids(ids: Sequence[int], groups: Sequence[str], seed: Sequence[int]) -> list[list[int]]:
@@ -92,7 +101,7 @@ def split_ids(ids: Sequence[int], groups: Sequence[str], seed: Sequence[int]) ->
 
 def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
     """The generator of one scene, independent of every other scene."""
-    return np.random.default_rng([seed, 3, SPLITS.index(split), index])
+    return np.random.default_rng([seed, 3, (*SPLITS, SEEN_SPLIT).index(split), index])
 
 
 _JOB: _SplitJob | None = None  # the split being drawn, in this process or a forked worker
@@ -110,7 +119,7 @@ def _draw_chunk(bounds: tuple[int, int]) -> list[SceneRecord]:
     records = []
     for index in range(*bounds):
         rng = scene_rng(job.seed, job.split, index)
-        scene = compose_scene(rng, job.pools, job.backgrounds, job.size)
+        scene = compose_scene(rng, job.pools, job.backgrounds, job.size, job.style)
         with atomic_open(image_dir(job.out_dir, job.split) / f"{index:06d}.png") as handle:
             # Level 1 halves the encoding time (the larger part of a scene) for 5% larger files.
             Image.fromarray(scene.image).save(handle, format="PNG", compress_level=1)
@@ -128,11 +137,26 @@ def _draw_split(job: _SplitJob, count: int, workers: int) -> list[SceneRecord]:
         return [record for records in pool.imap(_draw_chunk, chunks) for record in records]
 
 
-def _settings(source: str, size: int, n_train: int, n_test: int, seed: int) -> dict[str, Any]:
+def _split_counts(n_train: int, n_test: int, n_test_seen: int) -> dict[str, int]:
+    """Scenes per split, in drawing order; the ``test_seen`` split only when asked for."""
+    counts = {"train": n_train, "test": n_test}
+    if n_test_seen:
+        counts[SEEN_SPLIT] = n_test_seen
+    return counts
+
+
+def _settings(
+    source: str,
+    size: int,
+    counts: Mapping[str, int],
+    seed: int,
+    style: SceneStyle,
+) -> dict[str, Any]:
     """The settings that decide the output, as JSON values (compared with a recorded build)."""
     if not 32 <= size <= 1024:
         raise ScenesError(f"size {size}: choose 32 to 1024 px")
-    if n_train < 1 or n_test < 1:
+    n_train, n_test, n_seen = counts["train"], counts["test"], counts.get(SEEN_SPLIT, 0)
+    if n_train < 1 or n_test < 1 or n_seen < 0:
         raise ScenesError(f"{n_train} train / {n_test} test scenes: each split needs at least 1")
     if seed < 0:
         raise ScenesError(f"seed {seed}: the seed must be >= 0")
@@ -148,13 +172,18 @@ def _settings(source: str, size: int, n_train: int, n_test: int, seed: int) -> d
         "train_fraction": TRAIN_FRACTION,
         "generation": generation,
     }
+    # Added only when they differ from the original benchmark, whose stamps stay valid.
+    if n_seen:
+        settings["n_test_seen"] = n_seen
+    if style != DEFAULT_STYLE:
+        settings["style"] = dataclasses.asdict(style)
     return dict(json.loads(json.dumps(settings)))  # tuples become lists, as when read back
 
 
 def _summary(out_dir: Path, meta: Mapping[str, Any], seconds: float, reused: bool) -> ScenesSummary:
     counts = meta["counts"]
-    scenes = {s: int(counts[s]["scenes"]) for s in SPLITS}
-    objects = {s: int(counts[s]["objects"]) for s in SPLITS}
+    scenes = {s: int(c["scenes"]) for s, c in counts.items()}
+    objects = {s: int(c["objects"]) for s, c in counts.items()}
     train, test = instances_json(out_dir, "train"), instances_json(out_dir, "test")
     return ScenesSummary(out_dir, scenes, objects, train, test, seconds, reused)
 
@@ -183,7 +212,9 @@ def build_scenes_from(
     size: int = 128,
     n_train: int = 2000,
     n_test: int = 1000,
+    n_test_seen: int = 0,
     seed: int = 0,
+    style: SceneStyle = DEFAULT_STYLE,
     workers: int | None = None,
     source: str = "",
     provenance: Mapping[str, Any] | None = None,
@@ -194,12 +225,14 @@ def build_scenes_from(
     ``stamps[k].category`` indexes ``categories`` (COCO category id = index + 1). ``source`` names
     the inputs in the settings fingerprint (default: a digest of the pixels); ``provenance``
     (package versions, licences, dropped inputs) is copied into ``meta.json``. ``workers=None``
-    uses 2 processes from 500 scenes on; the output is the same for any number.
+    uses 2 processes from 500 scenes on; the output is the same for any number. ``n_test_seen``
+    scenes of the ``test_seen`` split put the train instances on the test backgrounds.
     """
     started = time.monotonic()
     out_dir = Path(out_dir)
     source = source or f"in-memory:{_content_digest(stamps, backgrounds)}"
-    settings = _settings(source, size, n_train, n_test, seed)
+    counts = _split_counts(n_train, n_test, n_test_seen)
+    settings = _settings(source, size, counts, seed, style)
     if finished_build(out_dir, settings):
         return _reuse(out_dir, started, log)
     provenance = dict(provenance or {})
@@ -209,25 +242,28 @@ def build_scenes_from(
     background_ids = split_ids(
         [b.background_id for b in backgrounds], [b.group for b in backgrounds], (seed, 2)
     )
+    # split -> (index of its instances, index of its backgrounds) in the [train, test] pools
+    pool_of = {"train": (0, 0), "test": (1, 1), SEEN_SPLIT: (0, 1)}
     jobs = []
-    for k, split in enumerate(SPLITS):
+    for split in counts:
+        k_inst, k_back = pool_of[split]
         pools = [
-            [s for s in stamps if s.category == c and s.instance_id in instances[k]]
+            [s for s in stamps if s.category == c and s.instance_id in instances[k_inst]]
             for c in range(len(categories))
         ]
-        kept_backgrounds = [b for b in backgrounds if b.background_id in background_ids[k]]
+        kept_backgrounds = [b for b in backgrounds if b.background_id in background_ids[k_back]]
         if sum(map(bool, pools)) < 2 or not kept_backgrounds:
             raise ScenesError(
                 f"the {split} split gets {sum(map(bool, pools))} categories and "
                 f"{len(kept_backgrounds)} backgrounds; it needs at least 2 and 1"
             )
-        jobs.append(_SplitJob(out_dir, split, seed, size, pools, kept_backgrounds))
+        jobs.append(_SplitJob(out_dir, split, seed, size, pools, kept_backgrounds, style))
 
     start_build(out_dir, settings)
-    counts = {"train": n_train, "test": n_test}
     if workers is None:
-        workers = min(2, os.cpu_count() or 1) if n_train + n_test >= POOL_MIN_SCENES else 1
-    log(f"drawing {n_train} train + {n_test} test scenes of {size} px ({workers} process(es))")
+        workers = min(2, os.cpu_count() or 1) if sum(counts.values()) >= POOL_MIN_SCENES else 1
+    drawn = " + ".join(f"{n} {split}" for split, n in counts.items())
+    log(f"drawing {drawn} scenes of {size} px ({workers} process(es))")
     names = {b.background_id: b.name for b in backgrounds}
     objects = {}
     for job in jobs:
@@ -237,10 +273,10 @@ def build_scenes_from(
         s: {
             "scenes": counts[s],
             "objects": objects[s],
-            "instances": len(instances[k]),
-            "backgrounds": len(background_ids[k]),
+            "instances": len(instances[pool_of[s][0]]),
+            "backgrounds": len(background_ids[pool_of[s][1]]),
         }
-        for k, s in enumerate(SPLITS)
+        for s in counts
     }
     meta = {
         "format_version": FORMAT_VERSION,
@@ -252,6 +288,7 @@ def build_scenes_from(
         "instances": dict(zip(SPLITS, instances, strict=True)),
         "backgrounds": dict(zip(SPLITS, background_ids, strict=True)),
         "background_names": {str(i): n for i, n in sorted(names.items())},
+        "style": dataclasses.asdict(style),
         "settings": settings,
         **provenance,
     }
@@ -260,10 +297,8 @@ def build_scenes_from(
     atomic_write_text(licences, out_dir / "LICENSES.md")
     mark_finished(out_dir, settings)
     summary = _summary(out_dir, meta, time.monotonic() - started, reused=False)
-    log(
-        f"wrote {n_train} + {n_test} scenes ({objects['train']} + {objects['test']} objects) to "
-        f"{out_dir} in {summary.seconds:.1f} s"
-    )
+    wrote = " + ".join(str(objects[split]) for split in counts)
+    log(f"wrote {drawn} scenes ({wrote} objects) to {out_dir} in {summary.seconds:.1f} s")
     return summary
 
 
@@ -274,7 +309,9 @@ def build_scenes(
     size: int = 128,
     n_train: int = 2000,
     n_test: int = 1000,
+    n_test_seen: int = 0,
     seed: int = 0,
+    style: SceneStyle = DEFAULT_STYLE,
     cache: Path | None = None,
     keep_gray: bool = False,
     log: Log = print,
@@ -285,7 +322,8 @@ def build_scenes(
     out_dir = Path(out_dir)
     check_category_set(categories)
     source = f"packages:{categories}:keep_gray={keep_gray}:{','.join(package_pins())}"
-    if finished_build(out_dir, _settings(source, size, n_train, n_test, seed)):
+    counts = _split_counts(n_train, n_test, n_test_seen)
+    if finished_build(out_dir, _settings(source, size, counts, seed, style)):
         return _reuse(out_dir, started, log)
     log(f"fetching the stamps ({categories} categories) and the backgrounds")
     inputs = load_inputs(categories, keep_gray, size, cache or out_dir / ".cache", log)
@@ -297,7 +335,9 @@ def build_scenes(
         size=size,
         n_train=n_train,
         n_test=n_test,
+        n_test_seen=n_test_seen,
         seed=seed,
+        style=style,
         source=source,
         provenance=inputs.provenance,
         log=log,

@@ -1,11 +1,14 @@
 """Compose one labelled scene: real cut-out object photos pasted on a crop of a background photo.
 
-The generation rules of ``docs/scenes.md``: 2-4 objects of different categories, each
-scaled by its *visible* (alpha) area so that thin objects stay visible, randomly mirrored, rotated
-by up to +-15 degrees, with a lightly feathered matte and, half the time, a soft shadow. Later
-objects occlude earlier ones; a placement that would leave an earlier object less than 60% of its
-pixels is retried and, after a few tries, the object is dropped (a scene keeps at least 2 objects
-or is drawn again). Every pixel has at most one owner, so the visible masks of a scene are disjoint.
+The generation rules of ``docs/scenes.md``: 2-4 objects of different categories (``SceneStyle``
+sets the count, the area and the rotation), each scaled by its *visible* (alpha) area so that
+thin objects stay visible, randomly mirrored, rotated by up to +-15 degrees, with a lightly
+feathered matte and, half the time, a soft shadow. Optionally each pasted copy also changes its
+look (hue, saturation, brightness, blur), as a real object's appearance changes between photos.
+Later objects occlude earlier ones; a placement that would leave an earlier object less than 60%
+of its pixels is retried and, after a few tries, the object is dropped (a scene keeps at least 2
+objects or is drawn again). Every pixel has at most one owner, so the visible masks of a scene are
+disjoint.
 
 Everything here is a pure function of a ``numpy.random.Generator`` and the inputs, so a scene is
 reproduced exactly from its generator, whatever process or order it is drawn in.
@@ -20,11 +23,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-# An object's matte area is this fraction of the scene area (uniform): 4% is a 26 x 26 px object at
-# 128 px, large enough to recognise; 20% keeps room for 4 objects with at most 40% occlusion.
-AREA_FRACTION = (0.04, 0.20)
-OBJECTS_PER_SCENE = (2, 4)
-MAX_ROTATION_DEG = 15.0
 MAX_SIDE_FRACTION = 0.9  # a long thin object is shrunk until its box fits in 90% of the side
 MIN_VISIBLE = 0.6
 PLACEMENT_TRIES = 5
@@ -42,6 +40,45 @@ BACKGROUND_SHORT_SIDE = 2  # backgrounds are kept at twice the scene size (crops
 GRAY_CHROMA = 3.0
 FLAT_BORDER_STD = 3.0  # edge rows/columns this flat and this dark are letterbox bars, cut off
 BLACK_BAR_LEVEL = 32.0
+
+
+@dataclass(frozen=True)
+class SceneStyle:
+    """What varies from scene to scene. The defaults are the original benchmark's, and with them
+    no appearance parameter is drawn, so its scenes stay bit-identical."""
+
+    # An object's matte area is this fraction of the scene area (uniform): 4% is a 26 x 26 px
+    # object at 128 px, large enough to recognise; 20% keeps room for 4 objects with at most 40%
+    # occlusion.
+    objects: tuple[int, int] = (2, 4)
+    area: tuple[float, float] = (0.04, 0.20)
+    rotation: float = 15.0  # max |angle| in degrees
+    # Appearance of each pasted copy: hue shift ~ U(-hue, hue) of the colour circle, saturation and
+    # brightness (HSV value) factors ~ U(range), Gaussian blur sigma ~ U(0, blur) px.
+    hue: float = 0.0
+    saturation: tuple[float, float] = (1.0, 1.0)
+    brightness: tuple[float, float] = (1.0, 1.0)
+    blur: float = 0.0
+
+    def __post_init__(self) -> None:
+        lo, hi = self.objects
+        if not 1 <= lo <= hi:
+            raise ValueError(f"objects {self.objects}: need 1 <= min <= max")
+        if not 0 < self.area[0] <= self.area[1] <= 0.9:
+            raise ValueError(f"area {self.area}: need 0 < min <= max <= 0.9 of the scene")
+        if not 0 <= self.rotation <= 180 or not 0 <= self.hue <= 0.5 or self.blur < 0:
+            raise ValueError("rotation must be in [0, 180], hue in [0, 0.5], blur >= 0")
+        for name in ("saturation", "brightness"):
+            low, high = getattr(self, name)
+            if not 0 <= low <= high:
+                raise ValueError(f"{name} ({low}, {high}): need 0 <= min <= max")
+
+    @property
+    def recolours(self) -> bool:
+        return self.hue > 0 or self.saturation != (1.0, 1.0) or self.brightness != (1.0, 1.0)
+
+
+DEFAULT_STYLE = SceneStyle()
 
 
 @dataclass(frozen=True)
@@ -167,10 +204,22 @@ def _background_crop(rng: np.random.Generator, rgb: np.ndarray, size: int) -> np
     return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interpolation)
 
 
-def _render(stamp: Stamp, rng: np.random.Generator, size: int) -> _Sprite | None:
-    """Scale by area, mirror, rotate and feather one stamp; ``None`` if nothing is left."""
-    scale = math.sqrt(rng.uniform(*AREA_FRACTION) * size * size / stamp.area)
-    angle = rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG)
+def _recolour(colour: np.ndarray, rng: np.random.Generator, style: SceneStyle) -> np.ndarray:
+    """Shift the hue and scale the saturation and brightness of straight RGB colour (0-255)."""
+    hue = rng.uniform(-style.hue, style.hue) * 360.0
+    saturation, brightness = rng.uniform(*style.saturation), rng.uniform(*style.brightness)
+    hsv = cv2.cvtColor(np.ascontiguousarray(colour / 255.0, dtype=np.float32), cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = np.mod(hsv[..., 0] + hue, 360.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * saturation, 0.0, 1.0)
+    hsv[..., 2] = np.clip(hsv[..., 2] * brightness, 0.0, 1.0)
+    out: np.ndarray = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0
+    return out
+
+
+def _render(stamp: Stamp, rng: np.random.Generator, size: int, style: SceneStyle) -> _Sprite | None:
+    """Scale by area, mirror, rotate, restyle and feather one stamp; ``None`` if nothing is left."""
+    scale = math.sqrt(rng.uniform(*style.area) * size * size / stamp.area)
+    angle = rng.uniform(-style.rotation, style.rotation)
     mirror = rng.random() < 0.5
     h, w = stamp.rgba.shape[:2]
     cos, sin = abs(math.cos(math.radians(angle))), abs(math.sin(math.radians(angle)))
@@ -184,6 +233,10 @@ def _render(stamp: Stamp, rng: np.random.Generator, size: int) -> _Sprite | None
     rotation = cv2.getRotationMatrix2D(((sw - 1) / 2, (sh - 1) / 2), angle, 1.0)
     rotation[:, 2] += ((ow - 1) / 2 - (sw - 1) / 2, (oh - 1) / 2 - (sh - 1) / 2)
     warped = cv2.warpAffine(small, rotation, (ow, oh), flags=cv2.INTER_LINEAR)
+    if style.blur > 0:  # premultiplied colour blurs without a background-coloured fringe
+        sigma = rng.uniform(0.0, style.blur)
+        if sigma > 0.05:
+            warped = cv2.GaussianBlur(warped, (0, 0), sigma, borderType=cv2.BORDER_CONSTANT)
     alpha = warped[..., 3].astype(np.float32) / 255.0
     matte = alpha >= MATTE_THRESHOLD
     if not matte.any():
@@ -192,6 +245,8 @@ def _render(stamp: Stamp, rng: np.random.Generator, size: int) -> _Sprite | None
     alpha, matte = alpha[y : y + bh, x : x + bw], matte[y : y + bh, x : x + bw]
     premultiplied = warped[y : y + bh, x : x + bw, :3].astype(np.float32)
     colour = np.minimum(premultiplied / np.maximum(alpha, 1 / 255)[..., None], 255.0)
+    if style.recolours:
+        colour = _recolour(colour, rng, style)
     blurred = cv2.GaussianBlur(alpha, (0, 0), FEATHER_SIGMA, borderType=cv2.BORDER_CONSTANT)
     return _Sprite(colour, np.minimum(alpha, blurred), matte)
 
@@ -236,10 +291,11 @@ def _try_scene(
     categories: list[int],
     backgrounds: Sequence[Background],
     size: int,
+    style: SceneStyle,
 ) -> Scene | None:
     background = backgrounds[int(rng.integers(len(backgrounds)))]
     canvas = _background_crop(rng, background.rgb, size).astype(np.float32)
-    count = min(int(rng.integers(OBJECTS_PER_SCENE[0], OBJECTS_PER_SCENE[1] + 1)), len(categories))
+    count = min(int(rng.integers(style.objects[0], style.objects[1] + 1)), len(categories))
     owner = np.full((size, size), -1, dtype=np.int16)
     owned = np.zeros(0, dtype=np.int64)
     pixels = np.zeros(0, dtype=np.int64)
@@ -247,7 +303,7 @@ def _try_scene(
     for category in rng.choice(categories, size=count, replace=False).tolist():
         pool = pools[category]
         stamp = pool[int(rng.integers(len(pool)))]
-        sprite = _render(stamp, rng, size)
+        sprite = _render(stamp, rng, size, style)
         spot = None if sprite is None else _place(rng, sprite.matte, owner, owned, pixels)
         if sprite is None or spot is None:
             continue  # dropped: no position keeps the earlier objects visible enough
@@ -262,7 +318,7 @@ def _try_scene(
         region *= 1.0 - sprite.alpha[..., None]
         region += sprite.colour * sprite.alpha[..., None]
         placed.append((stamp, (x, y, w, h)))
-    if len(placed) < 2:
+    if len(placed) < min(2, style.objects[0]):
         return None
     objects = tuple(
         PlacedObject(stamp.category, stamp.instance_id, box, int(pixels[k]), owner == k)
@@ -277,13 +333,15 @@ def compose_scene(
     pools: Sequence[Sequence[Stamp]],
     backgrounds: Sequence[Background],
     size: int,
+    style: SceneStyle = DEFAULT_STYLE,
 ) -> Scene:
     """Draw one scene; ``pools[c]`` holds the stamps of category ``c`` allowed in this split."""
     categories = [c for c, pool in enumerate(pools) if pool]
     if len(categories) < 2 or not backgrounds:
         raise ValueError("a scene needs stamps of at least 2 categories and 1 background")
     for _ in range(SCENE_TRIES):
-        scene = _try_scene(rng, pools, categories, backgrounds, size)
+        scene = _try_scene(rng, pools, categories, backgrounds, size, style)
         if scene is not None:
             return scene
-    raise ValueError(f"no scene with 2 visible objects in {SCENE_TRIES} tries at {size} px")
+    least = min(2, style.objects[0])
+    raise ValueError(f"no scene with {least} visible objects in {SCENE_TRIES} tries at {size} px")

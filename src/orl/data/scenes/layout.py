@@ -32,12 +32,17 @@ from orl.data.scenes.compose import PlacedObject
 
 FORMAT_VERSION = 1  # bump when the layout or the generation changes: old stamps stop matching
 SPLITS = ("train", "test")
+# Optional third split: new scenes (test backgrounds) of the TRAIN object instances, for the
+# instance protocol (the same object recognised across scenes, sec. 3.1 "Stage 3" inter-RoI).
+SEEN_SPLIT = "test_seen"
 OUTPUTS = (
     "train",
     "test",
+    SEEN_SPLIT,
     "annotations",
     "train_labels.csv",
     "test_labels.csv",
+    f"{SEEN_SPLIT}_labels.csv",
     "meta.json",
     "LICENSES.md",
 )
