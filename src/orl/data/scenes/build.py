@@ -160,23 +160,23 @@ def _settings(
         raise ScenesError(f"{n_train} train / {n_test} test scenes: each split needs at least 1")
     if seed < 0:
         raise ScenesError(f"seed {seed}: the seed must be >= 0")
-    # Every constant of the generator: changing one makes an old folder count as other settings.
-    generation = {k.lower(): v for k, v in vars(compose).items() if k.isupper()}
+    # Every constant of the generator and the style: changing one makes an old folder count as
+    # other settings.
+    generation = {
+        k.lower(): v for k, v in vars(compose).items() if k.isupper() and k != "DEFAULT_STYLE"
+    }
     settings = {
         "format_version": FORMAT_VERSION,
         "source": source,
         "size": size,
         "n_train": n_train,
         "n_test": n_test,
+        "n_test_seen": n_seen,
         "seed": seed,
         "train_fraction": TRAIN_FRACTION,
         "generation": generation,
+        "style": dataclasses.asdict(style),
     }
-    # Added only when they differ from the original benchmark, whose stamps stay valid.
-    if n_seen:
-        settings["n_test_seen"] = n_seen
-    if style != DEFAULT_STYLE:
-        settings["style"] = dataclasses.asdict(style)
     return dict(json.loads(json.dumps(settings)))  # tuples become lists, as when read back
 
 
