@@ -24,8 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from orl.artifacts import atomic_write_text
-from orl.augment import normalize_on_device
 from orl.config import dump_yaml, to_dict
+from orl.data.encoded import device_views
 from orl.data.sampler import StepBatchSampler
 from orl.data.sources import resolve_sources
 from orl.data.views import Batch, collate
@@ -238,15 +238,7 @@ def pretrain(
             epoch = step // steps_per_epoch
             for group in optimizer.param_groups:
                 group["lr"] = float(lrs[step])
-            views = {
-                branch: [
-                    normalize_on_device(v.to(device, non_blocking=True)).contiguous(
-                        memory_format=memory_format
-                    )
-                    for v in vs
-                ]
-                for branch, vs in batch.views.items()
-            }
+            views = device_views(batch, device, memory_format, cfg.augment)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
                 if cfg.method == "simclr":
                     loss, terms = simclr_objective(model, views, cfg.contrastive.temperature)

@@ -38,9 +38,13 @@ def loss_weights(cfg: PretrainConfig) -> dict[str, float]:
     return {"image": 1.0}
 
 
-def build_dataset(cfg: PretrainConfig, images: ImageList) -> RobustImageDataset:
+def build_dataset(cfg: PretrainConfig, images: ImageList) -> RobustImageDataset[Any]:
     """The data set of the configured method; ORL reads the correspondence store."""
     aug = cfg.augment
+    if aug.backend == "gpu":
+        from orl.data.encoded import build_encoded_dataset
+
+        return build_encoded_dataset(cfg, images)
     if cfg.method == "orl":
         from orl.data.roi_views import build_orl_dataset
 
@@ -123,6 +127,8 @@ def check_resumable(ckpt: dict[str, Any], cfg_dict: dict[str, Any], fingerprint:
             "use the same `data` or a new --out"
         )
     old = ckpt.get("config", {})
+    if "augment" in old:  # recorded before `augment.backend` existed: the PIL backend
+        old = {**old, "augment": {"backend": "pil", **old["augment"]}}
     for key in RESUME_MUST_MATCH:
         if old.get(key) != cfg_dict.get(key):
             _refuse(key)
