@@ -37,6 +37,9 @@ class ModelConfig:
     tau: float = 0.99  # base EMA decay, raised to 1 by a cosine; mocov2: the constant momentum
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
     bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
+    # BYOL family: both views of a branch in one forward (fewer, larger kernels) with BN still
+    # normalising each view on its own (models/split_bn.py); needs sync_bn: false
+    concat_views: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,13 @@ class PretrainConfig:
             raise ValueError("'workers' and 'save_every_*' must not be negative")
         if self.model.bn_splits < 1 or self.batch_size % self.model.bn_splits:
             raise ValueError("'model.bn_splits' must divide the per-device batch")
+        if self.model.concat_views and self.method in ("simclr", "mocov2"):
+            raise ValueError("'model.concat_views' applies to byol, orl and byol_multicrop only")
+        if self.model.concat_views and self.model.sync_bn:
+            raise ValueError(
+                "'model.concat_views' needs 'model.sync_bn: false' (SyncBatchNorm would "
+                "normalise the concatenated views together)"
+            )
         if self.contrastive.temperature <= 0:
             raise ValueError("'contrastive.temperature' must be positive")
         if self.method == "mocov2" and self.contrastive.queue_size < self.batch_size:

@@ -249,7 +249,9 @@ def pretrain(
                     )
                 else:
                     assert forward_target is not None
-                    loss, terms = byol_objective(model, forward_target, views, weights)
+                    loss, terms = byol_objective(
+                        model, forward_target, views, weights, cfg.model.concat_views
+                    )
             if not torch.isfinite(loss):
                 raise TrainingError(
                     f"loss became {loss.item()} at step {step}: lower optim.lr or use "

@@ -69,8 +69,10 @@ def build_online(cfg: PretrainConfig) -> OnlineNetwork | ContrastiveNetwork:
         online = ContrastiveNetwork(encoder)
     else:
         online = OnlineNetwork(encoder, list(loss_weights(cfg)), m.pred_hidden)
-    if m.bn_splits > 1:
-        convert_split_bn(online, m.bn_splits)
+    # concatenated views: each view's slices are chunks of the joint batch
+    splits = m.bn_splits * (2 if m.concat_views else 1)
+    if splits > 1:
+        convert_split_bn(online, splits)
     return online
 
 
@@ -108,11 +110,13 @@ def build_optimizer(online: nn.Module, cfg: PretrainConfig) -> torch.optim.Optim
             momentum=cfg.optim.momentum,
             trust_coefficient=cfg.optim.trust_coefficient,
         )
+    params = list(online.parameters())
     return torch.optim.SGD(
-        online.parameters(),
+        params,
         lr=0.0,
         momentum=cfg.optim.momentum,
         weight_decay=cfg.optim.weight_decay,
+        fused=all(p.is_cuda for p in params) or None,  # one kernel per step on GPUs
     )
 
 
