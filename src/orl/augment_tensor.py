@@ -147,24 +147,33 @@ class Rows:
         return col.reshape(len(col), -1, 1, 1).to(device, non_blocking=True)
 
 
-def crop_resize(images: list[torch.Tensor], rows: Rows) -> torch.Tensor:
-    """(N, 3, S, S) float32 in [0, 255]: row i's rectangle cut from images[SRC_i] and resized
-    with antialiased bilinear interpolation (PyTorch's kernel made to match PIL's BILINEAR resize).
-
-    `images` are (3, H, W) tensors of any dtype on the device, at the size the rectangles were
-    drawn on; every row must ask for the same output side S.
-    """
-    size = int(rows.table[0, OUT_SIZE])
-    if not bool((rows.table[:, OUT_SIZE] == size).all()):
-        raise ValueError("crop_resize needs rows of one output size")
+def resize_crops(
+    images: list[torch.Tensor], crops: list[tuple[int, Rect]], size: int
+) -> torch.Tensor:
+    """(N, 3, size, size) float32 in [0, 255]: each (image index, rectangle) cut out and resized
+    with antialiased bilinear interpolation (PyTorch's kernel made to match PIL's BILINEAR
+    resize); `images` are (3, H, W) tensors of any dtype on the device."""
     as_float: dict[int, torch.Tensor] = {}
     out = []
-    for src, left, top, right, bottom in rows.table[:, :5].long().tolist():
+    for src, (left, top, right, bottom) in crops:
         if src not in as_float:
             as_float[src] = images[src].float()
         crop = as_float[src][None, :, top:bottom, left:right]
         out.append(F.interpolate(crop, (size, size), mode="bilinear", antialias=True))
     return torch.cat(out).clamp_(0, 255)
+
+
+def crop_resize(images: list[torch.Tensor], rows: Rows) -> torch.Tensor:
+    """Every row's rectangle cut from images[SRC] (at the size it was drawn on) and resized to
+    the rows' common output side (`resize_crops`)."""
+    size = int(rows.table[0, OUT_SIZE])
+    if not bool((rows.table[:, OUT_SIZE] == size).all()):
+        raise ValueError("crop_resize needs rows of one output size")
+    crops = [
+        (src, (left, top, right, bottom))
+        for src, left, top, right, bottom in rows.table[:, :5].long().tolist()
+    ]
+    return resize_crops(images, crops, size)
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
