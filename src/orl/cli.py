@@ -68,11 +68,17 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
+    import torch
+
     from orl.train.loop import pretrain
 
+    if args.augment_backend is not None:
+        args.overrides.append(f"augment.backend={args.augment_backend}")
     cfg = _pretrain_config(args)
     summary = pretrain(cfg, None, max_steps=args.warmup + args.steps, bench_warmup=args.warmup)
     print(f"data wait: {100 * summary.data_wait_fraction:.1f}% of step time")
+    if torch.cuda.is_available():
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     print(f"train images/s: {summary.images_per_s:.2f}")
     return 0
 
@@ -167,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--warmup", type=int, default=3, help="steps excluded from the measurement")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
+    p.add_argument(
+        "--augment-backend",
+        choices=["pil", "gpu"],
+        help="decode and augment in the loader workers (pil) or on the device (gpu)",
+    )
     p.set_defaults(func=cmd_bench_train)
 
     viz = discover_cli.add_parsers(sub)
