@@ -99,11 +99,14 @@ def test_max_side_draws_on_the_pil_backends_decode_size(tmp_path: Path) -> None:
     assert contain_size((48, 60), 30) == (24, 30) and contain_size((50, 50), 30) == (30, 30)
 
 
-def test_device_views_equal_the_pil_backend_sample_by_sample(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_side", [None, 40])
+def test_device_views_equal_the_pil_backend_sample_by_sample(
+    tmp_path: Path, max_side: int | None
+) -> None:
     images = resolve_sources([photo_dir(tmp_path, 8)])
     crops = [(global_view(CFG, 1, 16), global_view(CFG, 2, 16))]
-    pil = TwoViewDataset(images, global_view(CFG, 1), global_view(CFG, 2), 5, None, crops)
-    gpu = EncodedTwoViewDataset(images, CFG, 5, None, crop_pairs=1)
+    pil = TwoViewDataset(images, global_view(CFG, 1), global_view(CFG, 2), 5, max_side, crops)
+    gpu = EncodedTwoViewDataset(images, CFG, 5, max_side, crop_pairs=1)
     keys = [(3, i) for i in range(8)]
     ref, got = pil_views(pil, keys), gpu_views(gpu, keys)
     assert got.keys() == ref.views.keys() == {"image", "crops0"}
