@@ -3,19 +3,14 @@ view (outputs, loss, gradients, BN running statistics), also with `model.bn_spli
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from orl.config import ConfigError, load_config
 from orl.losses import symmetric_byol_loss
 from orl.train.config import PretrainConfig
-from orl.train.loop import pretrain
 from orl.train.objectives import byol_objective
 from orl.train.setup import build_online, build_optimizer, build_target, loss_weights
-from tests.train.test_ddp import SETTINGS, _free_port, _max_difference, _rank_main
 
 BASE = {"data": ["unused"], "epochs": 1, "arch": "resnet18", "method": "byol", "batch_size": 8}
 SMALL = ["model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
@@ -95,26 +90,3 @@ def test_sgd_is_fused_only_for_gpu_parameters() -> None:
     cfg = _config("byol", False, 1)
     opt = build_optimizer(build_online(cfg), cfg)
     assert not opt.param_groups[0]["fused"]
-
-
-@pytest.mark.slow
-def test_two_process_ddp_with_concatenated_views_matches_per_view_forwards(
-    tiny_config: Path, tmp_path: Path
-) -> None:
-    """gloo DDP, views concatenated, each rank normalising its own slice of each view (PyTorch's
-    SyncBatchNorm runs only on GPUs) equals one process with per-view forwards and
-    `bn_splits: 2`, trained to the end."""
-    extra = ["model.concat_views=true", "model.sync_bn=false"]
-    mp.spawn(
-        _rank_main, args=(_free_port(), str(tiny_config), str(tmp_path / "ddp"), extra), nprocs=2
-    )
-    pretrain(
-        load_config(PretrainConfig, tiny_config, [*SETTINGS, "model.bn_splits=2"]), tmp_path / "ref"
-    )
-    ddp, ref = (
-        torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=True)
-        for name in ("ddp", "ref")
-    )
-    assert ddp["step"] == ref["step"] == 2
-    for part in ("online", "target"):
-        assert _max_difference(ddp[part], ref[part]) < 5e-5, part
