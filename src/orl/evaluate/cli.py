@@ -310,7 +310,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
             p.add_argument(
                 "--select-c-on-test",
                 action="store_true",
-                help="original benchmark: best cost on test (optimistic)",
+                help="original benchmark: one cost per k, best test mAP over the samples "
+                "(optimistic)",
             )
 
     p = sub.add_parser("linear", help="linear probes per depth (Table 1); torchrun-ready")
