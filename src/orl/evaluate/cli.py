@@ -19,7 +19,7 @@ import torch
 from orl.artifacts import atomic_write_text
 from orl.evaluate.classification import image_folder, train_transform
 from orl.evaluate.corr_quality import format_corr_quality, score_correspondences
-from orl.evaluate.export import FORMATS, export_weights
+from orl.evaluate.export import FORMATS, export_hub_folder, export_weights
 from orl.evaluate.features import (
     POOLS,
     SVM_LAYERS,
@@ -34,6 +34,7 @@ from orl.evaluate.inputs import EvalInputError, Weights, load_weights, random_we
 from orl.evaluate.knn import knn_scores, topk_accuracy
 from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
 from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
+from orl.evaluate.model_card import read_results, training_facts
 from orl.evaluate.scenes import evaluate_scenes, format_scenes
 from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset_indices
 from orl.evaluate.svm import COSTS
@@ -254,7 +255,16 @@ def run_corr(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint, args.seed)
-    out = export_weights(weights, args.format, Path(args.out))
+    if args.results and args.format != "safetensors":
+        raise EvalInputError("--results goes into the model card: use it with --format safetensors")
+    if args.format == "safetensors":
+        facts = (
+            training_facts(Path(args.checkpoint)) if weights.identity.startswith("orl:") else None
+        )
+        results = read_results([Path(r) for r in args.results], weights)
+        out = export_hub_folder(weights, Path(args.out), facts, results)
+    else:
+        out = export_weights(weights, args.format, Path(args.out))
     print(f"wrote {out} ({args.format}, {weights.arch}, from {weights.identity})")
     return 0
 
@@ -375,12 +385,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(func=run_corr)
 
     p = subparsers.add_parser(
-        "export", help="backbone as torchvision state dict or Detectron2 pickle"
+        "export", help="backbone for torchvision, timm, Detectron2, or a Hugging Face folder"
     )
     p.add_argument(
         "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--format", choices=FORMATS, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="a file (a folder for safetensors)")
+    p.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="`orl eval ... --out` report of this checkpoint for the model card (repeatable)",
+    )
     p.set_defaults(func=run_export)
