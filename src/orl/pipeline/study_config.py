@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from orl.config import ConfigError, load_config
+from orl.config import ConfigError, config_path, load_config
 from orl.discover.config import DiscoverConfig
 from orl.pipeline.config import StageSpec, build_stage
 from orl.train.config import PretrainConfig
@@ -70,6 +70,7 @@ class ResolvedStudy:
 
 def resolve_study(path: Path, overrides: list[str]) -> ResolvedStudy:
     """Read a study YAML (+ `--set`) and validate the stage presets before anything runs."""
+    path = config_path(path)  # a bundled preset's stage presets sit next to it
     cfg = load_config(StudyConfig, path, overrides)
     base = path.parent
     if not cfg.seeds:
