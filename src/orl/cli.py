@@ -84,7 +84,10 @@ def cmd_photos(args: argparse.Namespace) -> int:
 
     use_debian = False if args.no_debian else None
     summary = build_photo_set(args.dir, use_debian=use_debian)
-    print(f"{summary.total} photos -> {summary.manifest}")
+    print(
+        f"{summary.total} photos ({summary.near_duplicates} near-duplicates dropped) -> "
+        f"{summary.manifest}"
+    )
     return 0
 
 
