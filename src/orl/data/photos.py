@@ -35,6 +35,7 @@ from PIL import Image
 from orl.data.near_duplicates import MAX_DISTANCE, NearDuplicates, perceptual_hash
 from orl.data.photo_sources import DEFAULT_SOURCES, FetchError, PhotoSource, fetch_archive
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
+from orl.progress import progress
 
 # Video frames are highly correlated: sample sparsely and cap each clip so that image kNN in
 # stage 1 is not dominated by neighbouring frames of one clip.
@@ -394,7 +395,7 @@ def build_photo_set(
     debian_used = False
     skipped: list[str] = []
     log(f"building the photo set in {out_dir} from {len(chosen)} packages")
-    for source in chosen:
+    for source in progress(chosen, desc="packages", unit="pkg"):
         # Rebuilding from scratch keeps files of an interrupted earlier run out of the set.
         shutil.rmtree(out_dir / source.directory, ignore_errors=True)
         try:

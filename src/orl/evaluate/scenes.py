@@ -145,10 +145,11 @@ def extract_split(
     """Decode the split once, then one pass over its scenes and one over its object crops."""
     pixels = decode_scenes(split)
     crops = crop_batches(pixels, split.obj_image, split.obj_box, crop_size, batch_size)
+    n_scenes, n_crops = (-(-n // batch_size) for n in (len(pixels), len(split.obj_image)))
     return SceneFeatures(
         split,
-        featurize(scene_batches(pixels, image_size, batch_size), featurizers),
-        featurize(crops, featurizers),
+        featurize(scene_batches(pixels, image_size, batch_size), featurizers, n_scenes, "scenes"),
+        featurize(crops, featurizers, n_crops, "object crops"),
     )
 
 
