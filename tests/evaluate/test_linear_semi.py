@@ -7,12 +7,12 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
+from orl.distributed import init_distributed
 from orl.evaluate.classification import image_folder, step_schedule, topk_correct, train_transform
 from orl.evaluate.features import center_crop_transform
 from orl.evaluate.inputs import EvalInputError, random_weights
 from orl.evaluate.linear import LinearConfig, linear_config, thirds, train_linear
 from orl.evaluate.semi import SemiConfig, finetune, semi_config, subset_indices
-from orl.train.distributed import init_distributed
 
 LINEAR = LinearConfig(epochs=4, batch_size=2, lr=0.01, layers=("feat4", "feat5"), workers=0)
 

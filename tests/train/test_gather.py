@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from orl import distributed
+from orl.distributed import _GatherWithGrad
 from orl.losses import nt_xent
-from orl.train import distributed
-from orl.train.distributed import _GatherWithGrad
 from orl.train.objectives import simclr_objective
 
 pytestmark = pytest.mark.slow

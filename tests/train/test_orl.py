@@ -15,7 +15,7 @@ from orl.losses import symmetric_byol_loss, weighted_branch_loss
 from orl.models.byol import Encoder, OnlineNetwork
 from orl.train.config import PretrainConfig
 from orl.train.setup import build_dataset, loss_weights
-from tests.data.test_roi_views import quadrant_images, quadrant_store
+from tests.train.test_orl_views import quadrant_images, quadrant_store
 
 BASE = {"data": ["unused"], "epochs": 1, "arch": "resnet18", "batch_size": 4}
 

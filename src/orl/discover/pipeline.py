@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from orl.artifacts import atomic_write_bytes
+from orl.checkpoint import CheckpointError
 from orl.config import to_dict
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.config import DiscoverConfig
@@ -39,9 +40,8 @@ from orl.discover.steps import (
     roi_step,
 )
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, write_store_arrays
+from orl.distributed import barrier, init_distributed
 from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import CheckpointError
-from orl.train.distributed import barrier, init_distributed
 
 
 class DiscoverError(ValueError):

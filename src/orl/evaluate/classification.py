@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
+from orl.checkpoint import atomic_save
+from orl.distributed import DistInfo, all_reduce_mean
 from orl.evaluate.inputs import EvalInputError, require_dir
-from orl.train.checkpoint import atomic_save
-from orl.train.distributed import DistInfo, all_reduce_mean
 
 
 def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from orl.artifacts import atomic_write_text
+from orl.distributed import cleanup, init_distributed
 from orl.evaluate.classification import image_folder, train_transform
 from orl.evaluate.corr_quality import format_corr_quality, score_correspondences
 from orl.evaluate.export import FORMATS, export_weights
@@ -39,7 +40,6 @@ from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset
 from orl.evaluate.svm import COSTS
 from orl.evaluate.voc07 import SplitFeatures, evaluate_voc07, format_voc07, voc2007_root
 from orl.models.backbone import build_backbone
-from orl.train.distributed import cleanup, init_distributed
 
 Cfg = TypeVar("Cfg")
 

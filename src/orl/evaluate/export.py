@@ -13,8 +13,8 @@ import torch
 import torchvision
 
 from orl.artifacts import atomic_open
+from orl.checkpoint import atomic_save
 from orl.evaluate.inputs import Weights
-from orl.train.checkpoint import atomic_save
 
 FORMATS = ("torchvision", "detectron2")
 

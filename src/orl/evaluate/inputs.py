@@ -14,9 +14,9 @@ import torch
 import torchvision
 from torch import nn
 
+from orl.checkpoint import CheckpointError, file_sha256
 from orl.models.backbone import ARCHS, build_backbone
 from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import CheckpointError, file_sha256
 
 
 class EvalInputError(ValueError):

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from orl.distributed import DistInfo, barrier
 from orl.evaluate.classification import (
     eval_loader,
     load_run_state,
@@ -31,7 +32,6 @@ from orl.evaluate.classification import (
 )
 from orl.evaluate.features import SVM_LAYERS, pool_maps
 from orl.models.backbone import stage_features
-from orl.train.distributed import DistInfo, barrier
 
 PRESET_EPOCHS = {"imagenet": 28, "places205": 14, "inat18": 84}
 

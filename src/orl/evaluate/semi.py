@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
+from orl.distributed import DistInfo, barrier
 from orl.evaluate.classification import (
     eval_loader,
     load_run_state,
@@ -31,7 +32,6 @@ from orl.evaluate.classification import (
     train_loader,
 )
 from orl.evaluate.inputs import EvalInputError
-from orl.train.distributed import DistInfo, barrier
 
 PRESET_WEIGHT_DECAY = {"1pct": 0.0, "10pct": 1e-4}
 

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from orl.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from orl.models.backbone import build_backbone
 from orl.models.byol import Encoder
-from orl.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
 BACKBONE_PREFIX = "encoder.backbone."
 PROJECTOR_PREFIX = "encoder.projector."

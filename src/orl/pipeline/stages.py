@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orl import distributed
 from orl.artifacts import atomic_write_text
-from orl.train import distributed
 
 STAGE_FILE = "stage.json"
 ERROR_FILE = "error.log"

@@ -36,12 +36,12 @@ from orl.data.sources import resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.pipeline import run_discover
 from orl.evaluate.inputs import load_weights
+from orl.pipeline import layout
 from orl.pipeline.stages import run_stage, stage_key
 from orl.pipeline.study_config import METHOD_ORDER, ResolvedStudy
 from orl.train.config import Method as TrainMethod
 from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
-from orl.viz import report_workdir as layout
 
 # The study's rows that pre-train, and the training loop's method each runs.
 TRAIN_METHOD: dict[str, TrainMethod] = {

@@ -59,3 +59,26 @@ class RunLog:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; a line that does not parse (a killed run's torn last line)
+    is left out."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [record for _, record in _parsed_lines(text)]
+
+
+def _parsed_lines(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(raw line, record) of every line that is a JSON object with a numeric `step`."""
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int | float):
+            out.append((line, record))
+    return out

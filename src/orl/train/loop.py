@@ -23,15 +23,15 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
+from orl import distributed
 from orl.artifacts import atomic_write_text
 from orl.augment import normalize_on_device
+from orl.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from orl.config import dump_yaml, to_dict
 from orl.data.sampler import StepBatchSampler
 from orl.data.sources import resolve_sources
 from orl.data.views import Batch, collate
 from orl.models.byol import ema_update
-from orl.train import distributed
-from orl.train.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from orl.train.config import PretrainConfig
 from orl.train.logs import RunLog
 from orl.train.objectives import byol_objective, mocov2_objective, simclr_objective

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orl import distributed
 from orl.losses import info_nce, nt_xent, weighted_branch_loss
 from orl.models.byol import Encoder, Views, project_views
 from orl.models.moco import KeyQueue
-from orl.train import distributed
 
 Terms = dict[str, torch.Tensor]
 

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from orl.augment import global_view
+from orl.checkpoint import CheckpointError, load_checkpoint
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset, TwoViewDataset
 from orl.models.byol import Encoder, OnlineNetwork, make_target
 from orl.models.contrastive import ContrastiveNetwork
 from orl.models.moco import KeyQueue
 from orl.models.split_bn import convert_split_bn
-from orl.train.checkpoint import CheckpointError, load_checkpoint
 from orl.train.config import PretrainConfig
 from orl.train.lars import LARS, lars_param_groups
 
@@ -42,7 +42,7 @@ def build_dataset(cfg: PretrainConfig, images: ImageList) -> RobustImageDataset:
     """The data set of the configured method; ORL reads the correspondence store."""
     aug = cfg.augment
     if cfg.method == "orl":
-        from orl.data.roi_views import build_orl_dataset
+        from orl.train.orl import build_orl_dataset
 
         return build_orl_dataset(cfg, images)
     extra = []

@@ -11,12 +11,11 @@ from PIL import Image
 
 from orl.augment import AugmentConfig
 from orl.config import ConfigError, load_config
-from orl.data.box_jitter import JitterConfig
 from orl.data.crops import crop_and_warp
-from orl.data.roi_views import ORLDataset, build_orl_dataset
 from orl.data.sources import resolve_sources
 from orl.discover.store import CorrespondenceStore, StoreMismatch, write_store
 from orl.train.config import PretrainConfig
+from orl.train.orl import JitterConfig, ORLDataset, build_orl_dataset
 
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 32, 32], [0, 32, 32, 32], [32, 32, 32, 32]])
 NO_PHOTOMETRIC = AugmentConfig(
