@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from orl.checkpoint import CheckpointError
-from orl.config import ConfigError, load_config
+from orl.config import ConfigError, add_set_option, load_config
 from orl.data.decode import UnusableImage
 from orl.data.sources import DataSourceError
 from orl.discover import cli as discover_cli
@@ -26,20 +26,9 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _add_set_option(p: argparse.ArgumentParser, example: str) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a setting, e.g. {example} (repeatable)",
-    )
-
-
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, required=True, help="a preset from configs/")
-    _add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
+    add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
     p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
 
 
@@ -171,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help="a pipeline preset, e.g. configs/demo.yaml"
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
-    _add_set_option(p, "--set stage1.overrides.epochs=2")
+    add_set_option(p, "--set stage1.overrides.epochs=2")
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.set_defaults(func=cmd_run)
 

@@ -46,7 +46,7 @@ def test_detectron2_pickle_round_trip(tmp_path: Path) -> None:
     with (tmp_path / "d2.pkl").open("rb") as f:
         data = pickle.load(f)
     assert np.array_equal(
-        data["model"]["res3.0.shortcut.weight"], w.state["layer2.0.downsample.0.weight"].numpy()
+        data["model"]["res3.0.shortcut.weight"], w.backbone["layer2.0.downsample.0.weight"].numpy()
     )
 
 
@@ -58,7 +58,7 @@ def test_torchvision_export_loads_strictly_and_gives_identical_outputs(tmp_path:
     net.fc = torch.nn.Identity()  # type: ignore[assignment]
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(net.eval()(x), w.build()(x))
+        assert torch.equal(net.eval()(x), w.build_backbone()(x))
     again = load_weights(str(tmp_path / "tv.pth"))  # an export is itself a valid --checkpoint
     assert again.arch == "resnet18"
-    assert all(torch.equal(again.state[k], w.state[k]) for k in w.state)
+    assert all(torch.equal(again.backbone[k], w.backbone[k]) for k in w.backbone)

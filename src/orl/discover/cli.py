@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orl.config import load_config
+from orl.config import add_set_option, load_config
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.inspect import format_summary, store_summary
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _discover(args: argparse.Namespace) -> int:
-    overrides = list(args.set or [])
+    overrides = list(args.overrides)
     if args.boxes:
         overrides.append(f"boxes={args.boxes}")
     cfg = load_config(DiscoverConfig, args.config, overrides)
@@ -87,7 +87,7 @@ def add_parsers(subparsers: SubParsers) -> None:
     p.add_argument("--data", nargs="+", required=True, help="image folder, .txt list or COCO json")
     p.add_argument("--out", type=Path, required=True, help="CORR_DIR for the store")
     p.add_argument("--config", type=Path, default=None, help="YAML with DiscoverConfig settings")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    add_set_option(p, "--set k=10 --set ss_max_side=320")
     p.add_argument("--boxes", choices=("selective-search", "coco-gt", "file"), default=None)
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.set_defaults(func=_discover)

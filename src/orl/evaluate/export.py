@@ -14,12 +14,12 @@ import torchvision
 
 from orl.artifacts import atomic_open
 from orl.checkpoint import atomic_save
-from orl.evaluate.inputs import Weights
+from orl.models.pretrained import Pretrained
 
 FORMATS = ("torchvision", "detectron2")
 
 
-def torchvision_state_dict(weights: Weights, fc_seed: int = 0) -> dict[str, torch.Tensor]:
+def torchvision_state_dict(weights: Pretrained, fc_seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict that loads with `strict=True` into `torchvision.models.<arch>()`.
 
     Pre-training has no classifier, so `fc` is a fresh torchvision initialisation (seeded); every
@@ -29,10 +29,10 @@ def torchvision_state_dict(weights: Weights, fc_seed: int = 0) -> dict[str, torc
         torch.manual_seed(fc_seed)
         fresh = getattr(torchvision.models, weights.arch)(weights=None)
     state = dict(fresh.state_dict())
-    missing = [k for k in state if not k.startswith("fc.") and k not in weights.state]
+    missing = [k for k in state if not k.startswith("fc.") and k not in weights.backbone]
     if missing:
         raise ValueError(f"backbone weights lack {len(missing)} keys, e.g. {missing[0]}")
-    state.update({k: v.detach().clone() for k, v in weights.state.items()})
+    state.update({k: v.detach().clone() for k, v in weights.backbone.items()})
     return state
 
 
@@ -45,9 +45,9 @@ def detectron2_key(key: str) -> str:
     return key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
-def detectron2_checkpoint(weights: Weights) -> dict[str, Any]:
+def detectron2_checkpoint(weights: Pretrained) -> dict[str, Any]:
     """`{"model": {d2 name: numpy array}, "__author__": "orl", "matching_heuristics": True}`."""
-    model = {detectron2_key(k): v.detach().cpu().numpy() for k, v in weights.state.items()}
+    model = {detectron2_key(k): v.detach().cpu().numpy() for k, v in weights.backbone.items()}
     return {"model": model, "__author__": "orl", "matching_heuristics": True}
 
 
@@ -57,7 +57,7 @@ def save_pickle_atomic(obj: Any, path: Path) -> None:
         pickle.dump(obj, f)
 
 
-def export_weights(weights: Weights, fmt: str, out: Path) -> Path:
+def export_weights(weights: Pretrained, fmt: str, out: Path) -> Path:
     """Write `weights` as a torchvision state dict (torch.save) or a Detectron2 pickle."""
     if fmt == "torchvision":
         atomic_save(torchvision_state_dict(weights), out)

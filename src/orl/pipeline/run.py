@@ -17,14 +17,14 @@ from typing import Any
 
 from orl import distributed
 from orl.artifacts import atomic_write_text
-from orl.config import to_dict
+from orl.config import settings_key, to_dict
 from orl.data.photo_sources import FetchError
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.pipeline import run_discover
 from orl.pipeline import layout
 from orl.pipeline.config import PipelineConfig, ResolvedPipeline, resolve_pipeline
 from orl.pipeline.probe_stage import run_probe
-from orl.pipeline.stages import StageFailed, run_stage, stage_key
+from orl.pipeline.stages import StageFailed, run_stage
 from orl.pipeline.study import run_study
 from orl.pipeline.study_config import resolve_study
 from orl.train.loop import pretrain
@@ -57,9 +57,9 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
     orl_cfg = dataclasses.replace(
         rp.stage3, orl=dataclasses.replace(rp.stage3.orl, corr=str(dirs[layout.STAGE2_DIR]))
     )
-    key1 = stage_key("stage1", to_dict(rp.stage1), fp)
-    key2 = stage_key("stage2", to_dict(rp.stage2), fp, key1)
-    key3 = stage_key("stage3", to_dict(orl_cfg), fp, key2)
+    key1 = settings_key("stage1", to_dict(rp.stage1), fp)
+    key2 = settings_key("stage2", to_dict(rp.stage2), fp, key1)
+    key3 = settings_key("stage3", to_dict(orl_cfg), fp, key2)
     record: dict[str, Any] = {"data_fingerprint": fp, "data": list(rp.cfg.data), "stages": {}}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -102,12 +102,14 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
             if dist.is_main:  # a few hundred images: one process is enough
                 run_probe(spec, rp.base_dir, checkpoints, dirs[layout.EVAL_DIR])
 
-        stage(layout.EVAL_DIR, stage_key("eval", to_dict(spec), key1, key3), evaluation)
+        stage(layout.EVAL_DIR, settings_key("eval", to_dict(spec), key1, key3), evaluation)
     if study is not None and dist.world_size > 1:
         say("scene study skipped under torchrun: run benchmarks/scenes_study.py on its own")
     elif study is not None:
         resolved = study
-        key = stage_key("scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover))
+        key = settings_key(
+            "scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover)
+        )
 
         def scenes() -> None:
             # The package cache sits outside the stage folder, which a changed key clears.
