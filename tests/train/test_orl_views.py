@@ -56,7 +56,8 @@ def test_patches_come_from_the_right_images_and_boxes(tmp_path: Path) -> None:
     folder = quadrant_images(tmp_path / "img", 6)
     store = CorrespondenceStore.open(quadrant_store(folder, tmp_path / "corr"))
     images = resolve_sources([folder])
-    ds = ORLDataset(images, store, NO_PHOTOMETRIC, JitterConfig(), ("intra", "inter"), seed=0)
+    branches = ("image", "intra", "inter")
+    ds = ORLDataset(images, store, NO_PHOTOMETRIC, JitterConfig(), branches, seed=0)
     seen_neighbours, jittered = set(), 0
     for epoch in range(40):
         s = ds[(epoch, 2)]
@@ -87,7 +88,7 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
         store,
         AugmentConfig(image_size=32, patch_size=16),
         JitterConfig(),
-        ("inter",),
+        ("image", "inter"),
         seed=3,
     )
     a, b = ds[(1, 0)], ds[(1, 0)]

@@ -34,7 +34,7 @@ from orl.data.decode import Decoded, UnusableImage
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset
 from orl.discover.store import CorrespondenceStore
-from orl.train.config import PretrainConfig
+from orl.train.config import ORLConfig, PretrainConfig
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,15 @@ def _uniform(n: int) -> int:
     return int(torch.randint(n, ()).item())
 
 
+def branch_weights(cfg: ORLConfig) -> dict[str, float]:
+    """Eq. 2's lambda_1..3 by branch; a branch weighted 0 is left out (Table 5a)."""
+    weights = {"image": cfg.image_weight, "intra": cfg.intra_weight, "inter": cfg.inter_weight}
+    return {branch: w for branch, w in weights.items() if w != 0}
+
+
 class ORLDataset(RobustImageDataset):
-    """Views of one image for ORL: `image` (two global views), `intra` and `inter` patch pairs."""
+    """Views of one image for ORL, for the given `branches`: `image` (two global views), `intra`
+    and `inter` (patch pairs)."""
 
     def __init__(
         self,
@@ -107,7 +114,9 @@ class ORLDataset(RobustImageDataset):
 
     def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
         image, frame = decoded.image, decoded.frame
-        views = {"image": [t(image) for t in self.global_views]}
+        views = {}
+        if "image" in self.branches:
+            views["image"] = [t(image) for t in self.global_views]
         first, second = self.patch_views
         j = _uniform(self.store.k)  # the neighbour, shared by the inter-RoI pair
         if "intra" in self.branches:
@@ -152,5 +161,5 @@ def build_orl_dataset(cfg: PretrainConfig, images: ImageList) -> ORLDataset:
         o.jitter_min_iou,
         o.jitter_attempts,
     )
-    branches = tuple(b for b, w in (("intra", o.intra_weight), ("inter", o.inter_weight)) if w)
+    branches = tuple(branch_weights(o))
     return ORLDataset(images, store, cfg.augment, jitter, branches, cfg.seed, cfg.max_side)
