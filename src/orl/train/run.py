@@ -115,31 +115,8 @@ def build_run(cfg: PretrainConfig) -> Run:
     if (cfg.batch_size // dist.world_size) % cfg.model.bn_splits:
         raise ValueError("'model.bn_splits' must divide the per-device batch")
 
-    parts = build_method(cfg, images)
-    if cfg.init_from:
-        initialise_from(parts, Path(cfg.init_from))
-    if dist.world_size > 1 and device.type == "cuda" and cfg.model.sync_bn:
-        convert = nn.SyncBatchNorm.convert_sync_batchnorm
-        target = convert(parts.target) if parts.target is not None else None
-        parts = dataclasses.replace(parts, online=convert(parts.online), target=target)
-    channels_last = cfg.channels_last and device.type == "cuda"
-    for module in (parts.online, parts.target, parts.queue):
-        if module is not None:
-            module.to(device)
-            if channels_last:  # moves only 4-d tensors (conv weights)
-                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            module.train()  # batch statistics in the target too, as in the authors' BYOL and MoCo
-
-    model: nn.Module = parts.online
-    if dist.world_size > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        model = DistributedDataParallel(parts.online, device_ids=ids)
-    target_forward: nn.Module | None = parts.target
-    if cfg.compile:
-        model = torch.compile(model)  # type: ignore[assignment]
-        if parts.target is not None:
-            target_forward = torch.compile(parts.target)  # type: ignore[assignment]
-
+    parts = _on_device(cfg, dist, build_method(cfg, images))
+    model, target_forward = _as_called(cfg, dist, parts)
     amp_dtype = _amp_dtype(cfg, device)
     # LR scaled by the global batch over all GPUs and nodes (sec. 3.2): 0.2 x 512/256 = 0.4.
     o = cfg.optim
@@ -166,8 +143,47 @@ def build_run(cfg: PretrainConfig) -> Run:
         taus=tau_schedule(cfg.model.tau, cfg.model.tau_end, total),
         steps_per_epoch=per_epoch,
         amp_dtype=amp_dtype,
-        memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+        memory_format=torch.channels_last if _channels_last(cfg, dist) else torch.contiguous_format,
     )
+
+
+def _on_device(cfg: PretrainConfig, dist: DistInfo, parts: MethodParts) -> MethodParts:
+    """The method's modules initialised (`init_from`), with SyncBN on several GPUs, on the
+    device in training mode (batch statistics in the target too, as the authors' BYOL and MoCo)."""
+    if cfg.init_from:
+        initialise_from(parts, Path(cfg.init_from))
+    if dist.world_size > 1 and dist.device.type == "cuda" and cfg.model.sync_bn:
+        convert = nn.SyncBatchNorm.convert_sync_batchnorm
+        target = convert(parts.target) if parts.target is not None else None
+        parts = dataclasses.replace(parts, online=convert(parts.online), target=target)
+    for module in (parts.online, parts.target, parts.queue):
+        if module is not None:
+            module.to(dist.device)
+            if _channels_last(cfg, dist):  # moves only 4-d tensors (conv weights)
+                module.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+            module.train()
+    return parts
+
+
+def _as_called(
+    cfg: PretrainConfig, dist: DistInfo, parts: MethodParts
+) -> tuple[nn.Module, nn.Module | None]:
+    """The online network as a step calls it (DDP on several processes, compiled with
+    `compile`), and the target likewise (compiled only: it is never trained)."""
+    model: nn.Module = parts.online
+    if dist.world_size > 1:
+        ids = [dist.device.index] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(parts.online, device_ids=ids)
+    target: nn.Module | None = parts.target
+    if cfg.compile:
+        model = torch.compile(model)  # type: ignore[assignment]
+        if parts.target is not None:
+            target = torch.compile(parts.target)  # type: ignore[assignment]
+    return model, target
+
+
+def _channels_last(cfg: PretrainConfig, dist: DistInfo) -> bool:
+    return cfg.channels_last and dist.device.type == "cuda"
 
 
 def _amp_dtype(cfg: PretrainConfig, device: torch.device) -> torch.dtype | None:
