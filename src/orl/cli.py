@@ -7,13 +7,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orl.config import ConfigError, load_config
+from orl.checkpoint import CheckpointError
+from orl.config import ConfigError, add_set_option, load_config
 from orl.data.decode import UnusableImage
 from orl.data.sources import DataSourceError
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
-from orl.train.checkpoint import CheckpointError
 from orl.viz.attention import add_attention_parser
+from orl.viz.pairs import add_pairs_parser
 
 # Errors caused by what the user asked for: one line on stderr and exit code 2, no traceback.
 USER_ERRORS: tuple[type[Exception], ...] = (
@@ -25,22 +26,11 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
-def _add_set_option(p: argparse.ArgumentParser, example: str) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a setting, e.g. {example} (repeatable)",
-    )
-
-
 def _add_train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", type=Path, required=True, help="a preset name (`orl presets`) or a YAML file"
     )
-    _add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
+    add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
     p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
 
 
@@ -135,12 +125,25 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from orl.pipeline.run import run_pipeline
     from orl.pipeline.stages import StageFailed
+    from orl.viz.report import write_report
 
     try:
-        run_pipeline(args.config, args.out, list(args.overrides), args.resume)
+        done = run_pipeline(args.config, args.out, list(args.overrides), args.resume)
     except StageFailed as exc:
         print(f"orl: {exc}", file=sys.stderr)
         return 1
+    if done.is_main:
+        report = args.out / "report.html"
+        if done.cfg.report:
+            write_report(
+                args.out,
+                report,
+                args.out / "report.md",
+                done.image_paths,
+                photos=done.cfg.report_photos,
+                pairs=done.cfg.report_pairs,
+            )
+        print(f"pipeline finished -> {report}")
     return 0
 
 
@@ -181,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=Path, required=True, help="a pipeline preset (e.g. demo) or a YAML file"
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
-    _add_set_option(p, "--set stage1.overrides.epochs=2")
+    add_set_option(p, "--set stage1.overrides.epochs=2")
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.set_defaults(func=cmd_run)
 
@@ -193,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="measured steps")
     p.set_defaults(func=cmd_bench_train)
 
-    viz = discover_cli.add_parsers(sub)
+    discover_cli.add_parsers(sub)
+    viz = sub.add_parser("viz", help="pictures").add_subparsers(dest="viz_command", required=True)
+    add_pairs_parser(viz)
     add_attention_parser(viz)
     eval_cli.add_parsers(sub)
     return parser

@@ -9,7 +9,10 @@ came from.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -121,6 +124,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """The `--set KEY=VALUE` option of every command that takes settings (`args.overrides`)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting, e.g. {example} (repeatable; values are YAML)",
+    )
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `data` with each `key=value` applied (nested keys with dots)."""
     return set_nested(data, [parse_override(item) for item in overrides])
@@ -190,6 +205,11 @@ def load_config(
     return _build(cls, data, origin)
 
 
+def override(cfg: T, overrides: Sequence[str]) -> T:
+    """`cfg` with `--set key=value` overrides applied, checked like a preset's keys."""
+    return load_config(type(cfg), None, overrides, base=to_dict(cfg))
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], origin: str = "config") -> T:
     """Rebuild a config from its `to_dict` form (e.g. the one stored in a checkpoint)."""
     return _build(cls, data, origin)
@@ -214,3 +234,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def settings_key(*parts: Any, length: int = 64) -> str:
+    """SHA-256 (hex, first `length` digits) of the JSON of everything an output depends on:
+    names `orl run` stages and stage-2 shard folders, so a changed setting recomputes them."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

@@ -10,6 +10,7 @@ import torch
 import torchvision
 from tests.checkpoints import save_tiny_checkpoint
 
+from orl.checkpoint import atomic_save
 from orl.cli import main
 from orl.evaluate.export import (
     detectron2_checkpoint,
@@ -19,7 +20,6 @@ from orl.evaluate.export import (
 )
 from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.model_card import read_results, training_facts
-from orl.train.checkpoint import atomic_save
 
 
 def expected_detectron2_keys(blocks: tuple[int, ...] = (3, 4, 6, 3)) -> set[str]:
@@ -57,7 +57,7 @@ def test_detectron2_pickle_round_trip(tmp_path: Path) -> None:
     with (tmp_path / "d2.pkl").open("rb") as f:
         data = pickle.load(f)
     assert np.array_equal(
-        data["model"]["res3.0.shortcut.weight"], w.state["layer2.0.downsample.0.weight"].numpy()
+        data["model"]["res3.0.shortcut.weight"], w.backbone["layer2.0.downsample.0.weight"].numpy()
     )
 
 
@@ -69,10 +69,10 @@ def test_torchvision_export_loads_strictly_and_gives_identical_outputs(tmp_path:
     net.fc = torch.nn.Identity()  # type: ignore[assignment]
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(net.eval()(x), w.build()(x))
+        assert torch.equal(net.eval()(x), w.build_backbone()(x))
     again = load_weights(str(tmp_path / "tv.pth"))  # an export is itself a valid --checkpoint
     assert again.arch == "resnet18"
-    assert all(torch.equal(again.state[k], w.state[k]) for k in w.state)
+    assert all(torch.equal(again.backbone[k], w.backbone[k]) for k in w.backbone)
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50"])

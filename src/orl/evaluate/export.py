@@ -16,10 +16,11 @@ import torch
 import torchvision
 
 from orl.artifacts import atomic_open, atomic_write_bytes, atomic_write_text
-from orl.evaluate.inputs import EvalInputError, Weights
+from orl.checkpoint import atomic_save
+from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.model_card import TrainingFacts, model_card
 from orl.models.backbone import build_backbone
-from orl.train.checkpoint import atomic_save
+from orl.models.pretrained import Pretrained
 
 FORMATS = ("torchvision", "timm", "safetensors", "detectron2")
 # The input the evaluations use (resize 256, centre crop 224, ImageNet statistics), in timm's terms.
@@ -33,7 +34,7 @@ TIMM_DATA_CONFIG = {
 }
 
 
-def torchvision_state_dict(weights: Weights, fc_seed: int = 0) -> dict[str, torch.Tensor]:
+def torchvision_state_dict(weights: Pretrained, fc_seed: int = 0) -> dict[str, torch.Tensor]:
     """A state dict that loads with `strict=True` into `torchvision.models.<arch>()`.
 
     Pre-training has no classifier, so `fc` is a fresh torchvision initialisation (seeded); every
@@ -43,10 +44,10 @@ def torchvision_state_dict(weights: Weights, fc_seed: int = 0) -> dict[str, torc
         torch.manual_seed(fc_seed)
         fresh = getattr(torchvision.models, weights.arch)(weights=None)
     state = dict(fresh.state_dict())
-    missing = [k for k in state if not k.startswith("fc.") and k not in weights.state]
+    missing = [k for k in state if not k.startswith("fc.") and k not in weights.backbone]
     if missing:
         raise ValueError(f"backbone weights lack {len(missing)} keys, e.g. {missing[0]}")
-    state.update({k: v.detach().clone() for k, v in weights.state.items()})
+    state.update({k: v.detach().clone() for k, v in weights.backbone.items()})
     return state
 
 
@@ -59,9 +60,9 @@ def detectron2_key(key: str) -> str:
     return key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
-def detectron2_checkpoint(weights: Weights) -> dict[str, Any]:
+def detectron2_checkpoint(weights: Pretrained) -> dict[str, Any]:
     """`{"model": {d2 name: numpy array}, "__author__": "orl", "matching_heuristics": True}`."""
-    model = {detectron2_key(k): v.detach().cpu().numpy() for k, v in weights.state.items()}
+    model = {detectron2_key(k): v.detach().cpu().numpy() for k, v in weights.backbone.items()}
     return {"model": model, "__author__": "orl", "matching_heuristics": True}
 
 
@@ -71,7 +72,7 @@ def save_pickle_atomic(obj: Any, path: Path) -> None:
         pickle.dump(obj, f)
 
 
-def timm_hub_config(weights: Weights) -> dict[str, Any]:
+def timm_hub_config(weights: Pretrained) -> dict[str, Any]:
     """timm's `config.json` for a classifier-free ResNet (`num_classes: 0`, pooled features)."""
     _, width = build_backbone(weights.arch)
     return {
@@ -89,7 +90,7 @@ def timm_hub_config(weights: Weights) -> dict[str, Any]:
 
 
 def export_hub_folder(
-    weights: Weights,
+    weights: Pretrained,
     out: Path,
     facts: TrainingFacts | None,
     results: Sequence[tuple[str, str, str, str]] = (),
@@ -108,7 +109,7 @@ def export_hub_folder(
         ) from exc
     if out.exists() and not out.is_dir():
         raise EvalInputError(f"{out}: is a file; --format safetensors writes a folder")
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in weights.state.items()}
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in weights.backbone.items()}
     config = timm_hub_config(weights)
     atomic_write_bytes(save(state, metadata={"format": "pt"}), out / "model.safetensors")
     atomic_write_text(json.dumps(config, indent=2) + "\n", out / "config.json")
@@ -118,7 +119,7 @@ def export_hub_folder(
     return out
 
 
-def export_weights(weights: Weights, fmt: str, out: Path) -> Path:
+def export_weights(weights: Pretrained, fmt: str, out: Path) -> Path:
     """Write `weights` as a torchvision/timm state dict (torch.save) or a Detectron2 pickle.
 
     timm's ResNets name their parameters as torchvision's do, so both formats are the same file.

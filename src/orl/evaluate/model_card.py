@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orl.checkpoint import load_checkpoint
 from orl.evaluate.features import POOLS, SVM_LAYERS
-from orl.evaluate.inputs import EvalInputError, Weights
-from orl.train.checkpoint import load_checkpoint
+from orl.evaluate.inputs import EvalInputError
+from orl.models.pretrained import Pretrained
 
 # method -> (short name, what it is)
 METHODS = {
@@ -107,7 +108,7 @@ def evaluation_rows(report: dict[str, Any], path: Path) -> list[tuple[str, str, 
     )
 
 
-def read_results(paths: Sequence[Path], weights: Weights) -> list[tuple[str, str, str, str]]:
+def read_results(paths: Sequence[Path], weights: Pretrained) -> list[tuple[str, str, str, str]]:
     """Evaluation rows of every report; each must have evaluated exactly these weights."""
     rows = []
     for path in paths:
@@ -137,7 +138,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 
 def model_card(
-    weights: Weights,
+    weights: Pretrained,
     width: int,
     facts: TrainingFacts | None,
     results: Sequence[tuple[str, str, str, str]],

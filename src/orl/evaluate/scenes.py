@@ -48,7 +48,7 @@ BACKBONE = "backbone"
 
 def random_backbone(arch: str = "resnet18", seed: int = 0) -> nn.Module:
     """A seeded random-init backbone (torchvision's init): the benchmark's random reference."""
-    return random_weights(arch, seed).build()
+    return random_weights(arch, seed).build_backbone()
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
