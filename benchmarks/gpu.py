@@ -3,7 +3,7 @@
     python benchmarks/gpu.py [--budget-s 450] [--work DIR]     # a GPU machine (benchmarks/gpu.sh)
     python benchmarks/gpu.py --smoke --work DIR                 # tiny settings on the CPU
 
-Rows: BYOL, ORL, SimCLR and MoCo v2 from `configs/coco_*_r50_800ep.yaml` (ResNet-50, 224 px
+Rows: BYOL, ORL, SimCLR and MoCo v2 from the bundled `coco_*_r50_800ep` presets (ResNet-50, 224 px
 views, 96 px patches, bf16 autocast, channels_last) at batch 128 on one GPU; then stage 2 per step
 (selective search on every core, image embeddings, kNN, RoI embeddings, pairs) with the PIL and
 the gpu RoI backends. Columns: the GPU step alone on synthetic tensors (forward, loss, backward,
@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 PRESETS = {
     "BYOL": "coco_byol_r50_800ep.yaml",
     "ORL": "coco_orl_r50_800ep.yaml",
@@ -132,8 +131,8 @@ def make_checkpoint(path: Path, arch: str) -> Path:
     """A randomly initialised BYOL checkpoint in `orl pretrain`'s format, for stage 2."""
     import torch
 
+    from orl.checkpoint import FORMAT, VERSION, atomic_save
     from orl.models.byol import Encoder, OnlineNetwork
-    from orl.train.checkpoint import FORMAT, VERSION, atomic_save
 
     if path.exists():
         return path
@@ -159,7 +158,7 @@ def _config(method: str, smoke: bool, extra: list[str]) -> Any:
         settings += ["arch=resnet18", "batch_size=8", "workers=2", "device=cpu"]
         settings += ["augment.image_size=32", "augment.patch_size=16"]
         settings += ["model.proj_hidden=32", "model.pred_hidden=32", "contrastive.queue_size=64"]
-    return load_config(PretrainConfig, ROOT / "configs" / PRESETS[method], settings)
+    return load_config(PretrainConfig, Path(PRESETS[method]), settings)  # a bundled preset
 
 
 def _peak_gib() -> float:
@@ -168,70 +167,43 @@ def _peak_gib() -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else math.nan
 
 
-def measure_step(method: str, smoke: bool, concat: bool) -> dict[str, float]:
-    """The training step alone on synthetic views: what the GPU sustains without a loader."""
+def _data(method: str, work: Path) -> list[str]:
+    """The generated JPEGs, and for ORL the generated correspondence store."""
+    settings = [f"data={work / 'jpegs'}"]
+    return [*settings, f"orl.corr={work / 'store'}"] if method == "ORL" else settings
+
+
+def measure_step(method: str, work: Path, smoke: bool, concat: bool) -> dict[str, float]:
+    """The training step alone (`train/loop.py: train_step`: forward, loss, backward, optimizer,
+    EMA) on synthetic uint8 views already on the device: what the GPU sustains without a loader."""
     import torch
 
-    from orl.augment import normalize_on_device
-    from orl.models.byol import ema_update
-    from orl.train.objectives import byol_objective, mocov2_objective, simclr_objective
-    from orl.train.setup import (
-        build_online,
-        build_optimizer,
-        build_queue,
-        build_target,
-        loss_weights,
-    )
+    from orl.data.views import Batch
+    from orl.train.loop import train_step
+    from orl.train.run import build_run
 
     extra = ["model.concat_views=true", "model.sync_bn=false"] if concat else []
-    cfg = _config(method, smoke, extra)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.backends.cudnn.benchmark = True  # as the training loop sets it
-    fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-    online = build_online(cfg).to(device, memory_format=fmt)
-    target, queue = build_target(cfg, online), build_queue(cfg)
-    for module in (target, queue):
-        if module is not None:
-            module.to(device, memory_format=fmt)
-    optimizer = build_optimizer(online, cfg)
-    weights = loss_weights(cfg)
-    b, a = cfg.batch_size, cfg.augment
-    size = {name: a.image_size if name == "image" else a.patch_size for name in weights}
+    cfg = _config(method, smoke, [*_data(method, work), *extra])
+    run = build_run(cfg)
+    b, a, device = cfg.batch_size, cfg.augment, run.dist.device
     views = {
         name: [
-            normalize_on_device(
-                torch.randint(0, 256, (b, 3, s, s), device=device, dtype=torch.uint8)
-            ).contiguous(memory_format=fmt)
-            for _ in range(2)
+            torch.randint(0, 256, (b, 3, s, s), device=device, dtype=torch.uint8) for _ in range(2)
         ]
-        for name, s in size.items()
+        for name, s in (
+            (n, a.image_size if n == "image" else a.patch_size) for n in run.parts.branches
+        )
     }
-    amp = device.type == "cuda"
-    temperature = cfg.contrastive.temperature
-
-    def step() -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            if cfg.method == "simclr":
-                loss, _ = simclr_objective(online, views, temperature)
-            elif cfg.method == "mocov2":
-                loss, _ = mocov2_objective(online, target, queue, views, temperature)
-            else:
-                loss, _ = byol_objective(online, target, views, weights, cfg.model.concat_views)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if target is not None:
-            ema_update(target, online.encoder, 0.99)
-
+    batch = Batch(torch.arange(b), views, [])
     warmup, steps = (1, 2) if smoke else (8, 20)
-    for _ in range(warmup):
-        step()
-    if amp:
+    for i in range(warmup):
+        train_step(run, batch, i)
+    if device.type == "cuda":
         torch.cuda.synchronize()
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if amp:
+    for i in range(warmup, warmup + steps):
+        train_step(run, batch, i)
+    if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     return {"images_per_s": steps * b / seconds, "peak_gib": _peak_gib()}
@@ -241,10 +213,7 @@ def measure_loop(method: str, backend: str, work: Path, smoke: bool) -> dict[str
     """The real training loop (`orl bench train`) on the generated JPEGs."""
     from orl.train.loop import pretrain
 
-    extra = [f"data={work / 'jpegs'}", f"augment.backend={backend}"]
-    if method == "ORL":
-        extra.append(f"orl.corr={work / 'store'}")
-    cfg = _config(method, smoke, extra)
+    cfg = _config(method, smoke, [*_data(method, work), f"augment.backend={backend}"])
     warmup, steps = (1, 2) if smoke else (6, 24)
     summary = pretrain(cfg, None, max_steps=warmup + steps, bench_warmup=warmup)
     return {
@@ -289,7 +258,7 @@ def child(args: argparse.Namespace) -> None:
     if args.method == "stage 2":
         result = measure_stage2(args.kind, work, args.smoke)
     elif args.kind.startswith("step"):
-        result = measure_step(args.method, args.smoke, args.kind == "step-concat")
+        result = measure_step(args.method, work, args.smoke, args.kind == "step-concat")
     else:
         result = measure_loop(args.method, args.kind, work, args.smoke)
     print("RESULT " + json.dumps(result), flush=True)

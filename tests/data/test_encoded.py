@@ -17,7 +17,6 @@ from orl.augment import AugmentConfig, global_view
 from orl.config import load_config
 from orl.data.decode import UnusableImage, decode_image
 from orl.data.encoded import (
-    EncodedORLDataset,
     EncodedTwoViewDataset,
     contain_size,
     device_views,
@@ -25,14 +24,12 @@ from orl.data.encoded import (
     plain_jpeg_size,
     render_views,
 )
-from orl.data.roi_views import build_orl_dataset
 from orl.data.sampler import StepBatchSampler
 from orl.data.sources import resolve_sources
 from orl.data.views import Batch, TwoViewDataset, collate
-from orl.train.config import ORLConfig, PretrainConfig
+from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
 from tests.data.test_decode import make_zoo
-from tests.data.test_roi_views import quadrant_images, quadrant_store
 from tests.test_augment_tensor import scene
 
 CPU = torch.device("cpu")
@@ -117,28 +114,6 @@ def test_device_views_equal_the_pil_backend_sample_by_sample(
     # another epoch draws other views
     other = gpu_views(gpu, [(4, i) for i in range(8)])
     assert mean_abs(other["image"][0], ref.views["image"][0]).median() > 10
-
-
-def test_orl_patches_equal_the_pil_backend_sample_by_sample(tmp_path: Path) -> None:
-    folder = quadrant_images(tmp_path / "q", 8)
-    corr = quadrant_store(folder, tmp_path / "corr")
-    pcfg = PretrainConfig(
-        data=[str(folder)],
-        epochs=1,
-        arch="resnet18",
-        method="orl",
-        batch_size=4,
-        augment=CFG,
-        orl=ORLConfig(corr=str(corr)),
-    )
-    images = resolve_sources([folder])
-    pil, gpu = build_orl_dataset(pcfg, images), EncodedORLDataset(images, pcfg)
-    keys = [(0, i) for i in range(8)]
-    ref, got = collate([pil[k] for k in keys]), gpu_views(gpu, keys)
-    assert got.keys() == ref.views.keys() == {"image", "intra", "inter"}
-    for branch, views in got.items():
-        for v, x in enumerate(views):
-            assert mean_abs(x, ref.views[branch][v]).max() < 3.0, (branch, v)
 
 
 def test_unusable_files_are_replaced_and_counted_as_on_the_pil_backend(tmp_path: Path) -> None:

@@ -3,23 +3,40 @@ view (outputs, loss, gradients, BN running statistics), also with `model.bn_spli
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from orl.config import ConfigError, load_config
+from orl.data.sources import resolve_sources
 from orl.losses import symmetric_byol_loss
 from orl.train.config import PretrainConfig
-from orl.train.objectives import byol_objective
-from orl.train.setup import build_online, build_optimizer, build_target, loss_weights
+from orl.train.methods import MethodParts, build_method
+from orl.train.run import build_optimizer
+from tests.train.test_orl_views import quadrant_images, quadrant_store
 
 BASE = {"data": ["unused"], "epochs": 1, "arch": "resnet18", "method": "byol", "batch_size": 8}
 SMALL = ["model.proj_hidden=32", "model.proj_dim=16", "model.pred_hidden=32"]
 
 
-def _config(method: str, concat: bool, splits: int) -> PretrainConfig:
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Images and a correspondence store, so that `build_method` can build BYOL and ORL."""
+    root = tmp_path_factory.mktemp("concat")
+    folder = quadrant_images(root / "images", 4)
+    return folder, quadrant_store(folder, root / "corr")
+
+
+def _config(method: str, concat: bool, splits: int, data: tuple[Path, Path]) -> PretrainConfig:
     settings = [*SMALL, f"method={method}", f"model.bn_splits={splits}", "model.sync_bn=false"]
-    settings.append(f"model.concat_views={str(concat).lower()}")
+    settings += [f"model.concat_views={str(concat).lower()}", f"data={data[0]}"]
+    settings.append(f"orl.corr={data[1]}")
     return load_config(PretrainConfig, None, settings, base=BASE)
+
+
+def _parts(cfg: PretrainConfig) -> MethodParts:
+    return build_method(cfg, resolve_sources(cfg.data))
 
 
 def _views(branches: list[str]) -> dict[str, list[torch.Tensor]]:
@@ -28,19 +45,22 @@ def _views(branches: list[str]) -> dict[str, list[torch.Tensor]]:
 
 
 @pytest.mark.parametrize(("method", "splits"), [("byol", 1), ("orl", 1), ("byol", 2)])
-def test_concatenated_views_equal_per_view_forwards(method: str, splits: int) -> None:
-    per_view, concat = _config(method, False, splits), _config(method, True, splits)
+def test_concatenated_views_equal_per_view_forwards(
+    method: str, splits: int, data: tuple[Path, Path]
+) -> None:
     torch.manual_seed(0)
-    online = build_online(per_view)
-    joint = build_online(concat)
-    joint.load_state_dict(online.state_dict())
-    targets = (build_target(per_view, online), build_target(concat, joint))
-    weights = loss_weights(per_view)
+    per_view = _parts(_config(method, False, splits, data))
+    joint = _parts(_config(method, True, splits, data))
+    joint.online.load_state_dict(per_view.online.state_dict())
+    assert joint.target is not None
+    joint.target.load_state_dict(joint.online.encoder.state_dict())
+    weights = per_view.branches
     views = _views(list(weights))
     results = []
-    for net, target, flag in ((online, targets[0], False), (joint, targets[1], True)):
+    for parts in (per_view, joint):
+        net, target = parts.online, parts.target
         assert target is not None
-        loss, terms = byol_objective(net, target, views, weights, flag)
+        loss, terms = parts.objective(net, target, views)
         loss.backward()
         grads = {n: p.grad for n, p in net.named_parameters() if p.grad is not None}
         results.append((loss, terms, grads, net.state_dict(), target.state_dict()))
@@ -58,16 +78,14 @@ def test_concatenated_views_equal_per_view_forwards(method: str, splits: int) ->
             torch.testing.assert_close(b[name], v, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_concatenating_without_per_view_statistics_would_differ() -> None:
+def test_concatenating_without_per_view_statistics_would_differ(data: tuple[Path, Path]) -> None:
     """The comparison above can tell: BN over both views at once gives another loss."""
-    cfg = _config("byol", False, 1)
     torch.manual_seed(0)
-    online = build_online(cfg)
-    target = build_target(cfg, online)
+    parts = _parts(_config("byol", False, 1, data))
+    online, target = parts.online, parts.target
     assert target is not None
     views = _views(["image"])
-    weights = loss_weights(cfg)
-    per_view, _ = byol_objective(online, target, views, weights)
+    per_view, _ = parts.objective(online, target, views)
     joined = {"image": [torch.cat(views["image"])]}
     pred, targ = online(joined)["image"][0], target(joined["image"][0])
     naive = symmetric_byol_loss(list(pred.chunk(2)), list(targ.chunk(2)))
@@ -86,7 +104,7 @@ def test_concat_views_is_refused_where_it_cannot_keep_per_view_statistics() -> N
         )
 
 
-def test_sgd_is_fused_only_for_gpu_parameters() -> None:
-    cfg = _config("byol", False, 1)
-    opt = build_optimizer(build_online(cfg), cfg)
+def test_sgd_is_fused_only_for_gpu_parameters(data: tuple[Path, Path]) -> None:
+    cfg = _config("byol", False, 1, data)
+    opt = build_optimizer(_parts(cfg).online, cfg)
     assert not opt.param_groups[0]["fused"]

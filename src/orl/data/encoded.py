@@ -8,7 +8,8 @@ decodes the batch on the device (`torchvision.io.decode_jpeg`, nvJPEG on CUDA, b
 applies the augmentations batched. Files the device decoder should not see (not a baseline or
 progressive 8-bit RGB/gray JPEG, EXIF-rotated, huge, or without an end marker) are decoded in the
 worker by the robust CPU decoder (`data/decode.py`) and shipped as pixels; unusable files are
-replaced and counted exactly as on the PIL backend.
+replaced and counted exactly as on the PIL backend. Stage 3's data set on this backend,
+`EncodedORLDataset`, lives with the rest of stage 3 in `train/orl.py`.
 """
 
 from __future__ import annotations
@@ -31,16 +32,11 @@ from orl.augment_tensor import (
     Rows,
     crop_resize,
     draw_global_view,
-    draw_photometric,
     photometric_batch,
-    view_row,
 )
-from orl.data.crops import Box, crop_rect
 from orl.data.decode import MAX_PIXELS, UnusableImage, decode_image
-from orl.data.roi_views import draw_orl_views, orl_inputs
 from orl.data.sources import ImageList
 from orl.data.views import Batch, RobustImageDataset
-from orl.train.config import PretrainConfig
 
 Views = dict[str, list[torch.Tensor]]
 
@@ -129,56 +125,6 @@ class EncodedTwoViewDataset(RobustImageDataset[EncodedImage]):
                 draw_global_view(cfg, view, w, h, cfg.patch_size) for view in (1, 2)
             ]
         return views
-
-
-class EncodedORLDataset(RobustImageDataset[EncodedImage]):
-    """Stage 3 on the gpu backend: `data/roi_views.py: ORLDataset`'s choices as parameter rows;
-    each sample ships its image and the inter-RoI neighbour (slot 1)."""
-
-    def __init__(
-        self,
-        images: ImageList,
-        cfg: PretrainConfig,
-    ) -> None:
-        super().__init__(images, cfg.seed, cfg.max_side)
-        self.augment = cfg.augment
-        self.store, self.jitter, self.branches = orl_inputs(cfg, images)
-
-    def load(self, index: int) -> EncodedImage:
-        return load_encoded(self.images.path(index), self.max_side)
-
-    def _global(self, image: EncodedImage, view: int) -> torch.Tensor:
-        return draw_global_view(self.augment, view, *image.size)
-
-    def _patch(self, image: EncodedImage, box: Box, view: int, slot: int) -> torch.Tensor:
-        self.shipped[slot] = image
-        rect = crop_rect(box, image.frame, image.size)
-        photometric = draw_photometric(self.augment, view)
-        return view_row(rect, photometric, self.augment.patch_size, slot)
-
-    def make_views(self, index: int, loaded: EncodedImage) -> Views:
-        self.shipped = [loaded, loaded]  # slot 1 stays the query when there is no inter branch
-        return draw_orl_views(
-            self.store,
-            self.jitter,
-            self.branches,
-            index,
-            loaded,
-            loaded.frame,
-            self.load,
-            self._global,
-            self._patch,
-        )
-
-
-def build_encoded_dataset(
-    cfg: PretrainConfig, images: ImageList
-) -> EncodedTwoViewDataset | EncodedORLDataset:
-    """The gpu-backend data set of the configured method."""
-    if cfg.method == "orl":
-        return EncodedORLDataset(images, cfg)
-    pairs = cfg.multicrop // 2 if cfg.method == "byol_multicrop" else 0
-    return EncodedTwoViewDataset(images, cfg.augment, cfg.seed, cfg.max_side, pairs)
 
 
 def _decode_jpegs(images: list[EncodedImage], device: torch.device) -> list[torch.Tensor]:
