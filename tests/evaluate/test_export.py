@@ -87,7 +87,7 @@ def test_timm_export_loads_strictly_into_timm_and_gives_identical_features(
     net.reset_classifier(0)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(net.eval()(x), w.build()(x), atol=1e-5)
+        assert torch.allclose(net.eval()(x), w.build_backbone()(x), atol=1e-5)
 
 
 def _orl_checkpoint(path: Path, fingerprint: str = "ab" * 32) -> Path:
@@ -117,7 +117,7 @@ def test_safetensors_folder_loads_strictly_in_timm_and_torchvision(tmp_path: Pat
     )
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        expected = w.build()(x)
+        expected = w.build_backbone()(x)
         hub = timm.create_model(f"local-dir:{out}", pretrained=True).eval()  # timm's own loader
         assert torch.allclose(hub(x), expected, atol=1e-5)
         state = st.load_file(str(out / "model.safetensors"))
