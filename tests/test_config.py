@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from orl.config import ConfigError, load_config, parse_override, to_dict
+from orl.presets import PRESET_DIR
 from orl.train.config import PretrainConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = PRESET_DIR
 
 
 def test_paper_preset_matches_the_paper() -> None:

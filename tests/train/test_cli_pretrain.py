@@ -9,9 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from orl.checkpoint import CheckpointError
 from orl.cli import main
+from orl.config import load_config, to_dict
 from orl.data.sources import resolve_sources
 from orl.models.pretrained import load_pretrained
+from orl.train.config import PretrainConfig
+from orl.train.loop import pretrain
+from orl.train.state import RESUME_SETTINGS, check_resumable
 from tests.data.test_decode import make_zoo
 
 
@@ -108,6 +113,59 @@ def test_config_errors_exit_2_with_one_line(
     code = main(["pretrain", "--config", str(tiny_config), "--out", str(tmp_path / "r"), *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_config: Path, tmp_path: Path) -> None:
+    """A run killed while writing metrics.jsonl leaves half a line; resume drops it."""
+    run = tmp_path / "run"
+    cfg = load_config(PretrainConfig, tiny_config, [])
+    pretrain(cfg, run, max_steps=2)  # stops after step 2, with last.pt at step 2
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "epoch": 1.0, "lo')
+    assert main(["pretrain", "--config", str(tiny_config), "--out", str(run), "--resume"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, 7))
+
+
+@pytest.mark.parametrize(
+    ("first", "changed", "key"),
+    [
+        (["precision=fp32"], ["precision=bf16"], "precision"),
+        (["method=byol_multicrop", "multicrop=2"], ["method=byol_multicrop"], "multicrop"),
+    ],
+)
+def test_resume_refuses_another_precision_or_multicrop(
+    tiny_config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    first: list[str],
+    changed: list[str],
+    key: str,
+) -> None:
+    run = tmp_path / "run"
+    args = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--set", "epochs=1"]
+    assert main([*args, *(x for s in first for x in ("--set", s))]) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--resume", *(x for s in changed for x in ("--set", s))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"setting '{key}' differs" in err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
+def test_a_checkpoint_from_before_the_gpu_settings_resumes_as_the_pil_backend(
+    tiny_config: Path,
+) -> None:
+    """Runs recorded before `augment.backend` and `model.concat_views` existed were PIL-backend
+    runs with per-view forwards: they resume as such, and not on the gpu backend."""
+    cfg = load_config(PretrainConfig, tiny_config, [])
+    old = to_dict(cfg)
+    del old["augment"]["backend"], old["model"]["concat_views"]
+    ckpt = {"data_fingerprint": "f", "config": old}
+    check_resumable(ckpt, cfg, "f", RESUME_SETTINGS)
+    gpu = load_config(PretrainConfig, tiny_config, ["augment.backend=gpu"])
+    with pytest.raises(CheckpointError, match="setting 'augment' differs"):
+        check_resumable(ckpt, gpu, "f", RESUME_SETTINGS)
 
 
 def test_torn_checkpoint_gives_a_clear_message(

@@ -56,7 +56,7 @@ BACKBONE = "backbone"
 
 def random_backbone(arch: str = "resnet18", seed: int = 0) -> nn.Module:
     """A seeded random-init backbone (torchvision's init): the benchmark's random reference."""
-    return random_weights(arch, seed).build()
+    return random_weights(arch, seed).build_backbone()
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -155,12 +155,13 @@ def extract_split(
     over its object crops."""
     pixels = decode_scenes(split)
     crops = crop_batches(pixels, split.obj_image, split.obj_box, crop_size, batch_size)
+    n_scenes, n_crops = (-(-n // batch_size) for n in (len(pixels), len(split.obj_image)))
     scenes = (
-        featurize(scene_batches(pixels, image_size, batch_size), featurizers)
+        featurize(scene_batches(pixels, image_size, batch_size), featurizers, n_scenes, "scenes")
         if whole_scenes
         else {}
     )
-    return SceneFeatures(split, scenes, featurize(crops, featurizers))
+    return SceneFeatures(split, scenes, featurize(crops, featurizers, n_crops, "object crops"))
 
 
 def _probe(

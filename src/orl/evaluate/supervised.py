@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from orl.artifacts import atomic_open, atomic_write_text
 from orl.augment import AugmentConfig, global_view, normalize_on_device, photometric
-from orl.data.box_jitter import JitterConfig, jitter_box
+from orl.train.orl import JitterConfig, jitter_box
 from orl.data.crops import crop_and_warp
 from orl.data.sampler import SampleKey, StepBatchSampler
 from orl.data.views import sample_seed
