@@ -38,7 +38,6 @@ from tqdm import tqdm
 
 from orl.artifacts import atomic_open, atomic_write_text
 from orl.augment import AugmentConfig, global_view, normalize_on_device, photometric
-from orl.train.orl import JitterConfig, jitter_box
 from orl.data.crops import crop_and_warp
 from orl.data.sampler import SampleKey, StepBatchSampler
 from orl.data.views import sample_seed
@@ -54,6 +53,7 @@ from orl.evaluate.scene_features import (
 )
 from orl.models.backbone import build_backbone
 from orl.train.config import PretrainConfig
+from orl.train.orl import JitterConfig, jitter_box
 from orl.train.schedules import lr_schedule
 
 Target = Literal["scene", "crops", "instances"]
