@@ -98,9 +98,11 @@ def lightly_lr(cfg: PretrainConfig, steps_per_epoch: int) -> np.ndarray:
 
 
 def lightly_tau(cfg: PretrainConfig, total: int) -> np.ndarray:
-    """EMA momentum from `model.tau` at step 0 towards 1 at step `total` (lightly's cosine)."""
+    """EMA momentum from `model.tau` at step 0 towards `model.tau_end` (1 for BYOL) at step
+    `total` (lightly's cosine)."""
+    end = 1.0 if cfg.model.tau_end is None else cfg.model.tau_end
     # cosine_schedule ends at max_steps - 1: one more step puts the end at `total`, as orl's.
-    return np.array([cosine_schedule(s, total + 1, cfg.model.tau, 1.0) for s in range(total)])
+    return np.array([cosine_schedule(s, total + 1, cfg.model.tau, end) for s in range(total)])
 
 
 def lightly_loss(

@@ -47,7 +47,7 @@ def test_lightly_lr_and_tau_are_orls_numbers_exactly(
     expected = lr_schedule(o.lr * cfg.batch_size / 256, total, steps_per_epoch, o.warmup_epochs,
                            o.warmup_ratio, o.cosine_per_epoch)  # fmt: skip
     assert np.array_equal(peer.lightly_lr(cfg, steps_per_epoch), expected)
-    assert np.array_equal(peer.lightly_tau(cfg, total), tau_schedule(cfg.model.tau, total))
+    assert np.array_equal(peer.lightly_tau(cfg, total), tau_schedule(cfg.model.tau, 1.0, total))
 
 
 def test_lightly_loss_is_the_symmetric_byol_loss() -> None:
