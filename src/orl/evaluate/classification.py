@@ -27,18 +27,59 @@ from orl.checkpoint import atomic_save
 from orl.distributed import DistInfo, all_reduce_mean, barrier
 from orl.evaluate.inputs import EvalInputError, require_dir
 
+# AlexNet's PCA colour noise on ImageNet (Krizhevsky et al. 2012; fb.resnet.torch's values, as the
+# authors' linear benchmark): eigenvalues and eigenvectors (columns) of the RGB covariance of
+# [0, 1] pixels.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
 
-def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:
-    """Training input of both protocols: random-resized crop and horizontal flip."""
-    pipeline: Callable[[Image.Image], torch.Tensor] = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(crop),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+
+class Lighting:
+    """AlexNet-style lighting noise on a [0, 1] CHW tensor: add `eigvec @ (alpha * eigval)` to
+    every pixel, alpha ~ N(0, alphastd^2) per image and per component (torch's RNG)."""
+
+    def __init__(self, alphastd: float = 0.1) -> None:
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(IMAGENET_EIGVAL)
+        self.eigvec = torch.tensor(IMAGENET_EIGVEC)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if self.alphastd == 0:
+            return img
+        alpha = torch.randn(3) * self.alphastd
+        rgb = self.eigvec.to(img.dtype) @ (alpha * self.eigval).to(img.dtype)
+        return img + rgb.view(3, 1, 1)
+
+
+def train_transform(crop: int = 224, colour: bool = False) -> Callable[[Image.Image], torch.Tensor]:
+    """Training input: random-resized crop and horizontal flip; with `colour` also the authors'
+    linear-probe colour augmentation, ColorJitter(0.4, 0.4, 0.4, 0) and `Lighting(0.1)` (their
+    ImageNet linear benchmark, appendix B)."""
+    steps: list[Callable[..., Any]] = [
+        transforms.RandomResizedCrop(crop),
+        transforms.RandomHorizontalFlip(),
+    ]
+    if colour:
+        steps.append(transforms.ColorJitter(0.4, 0.4, 0.4, 0.0))
+    steps.append(transforms.ToTensor())
+    if colour:
+        steps.append(Lighting(0.1))
+    steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    pipeline: Callable[[Image.Image], torch.Tensor] = transforms.Compose(steps)
     return pipeline
+
+
+def with_sync_bn(module: nn.Module, dist: DistInfo, enabled: bool) -> nn.Module:
+    """`module` with SyncBatchNorm under multi-GPU DDP when `enabled` (the authors' setting for
+    both protocols); unchanged in one process or on CPUs, where PyTorch's SyncBN does not run."""
+    if enabled and dist.world_size > 1 and dist.device.type == "cuda":
+        synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return synced
+    return module
 
 
 def image_folder(

@@ -33,7 +33,12 @@ from orl.evaluate.features import (
 )
 from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.knn import knn_scores, topk_accuracy
-from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
+from orl.evaluate.linear import (
+    PRESET_EPOCHS,
+    linear_config,
+    linear_train_transform,
+    train_linear,
+)
 from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
 from orl.evaluate.model_card import read_results, training_facts
 from orl.evaluate.scenes import evaluate_scenes, format_scenes
@@ -155,7 +160,7 @@ def run_linear(args: argparse.Namespace) -> int:
     parse_layers(",".join(cfg.layers))
     dist = init_distributed(args.device)
     weights = load_weights(args.checkpoint, args.seed)
-    train, val = _folders(args, train_transform(), center_crop_transform())
+    train, val = _folders(args, linear_train_transform(cfg), center_crop_transform())
     state = _state_file(args, weights, cfg)
     report = train_linear(
         weights.build_backbone(), train, val, len(train.classes), cfg, dist, state, args.resume

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orl.augment import AugmentConfig
-from orl.models.backbone import ARCHS
+from orl.models.backbone import ARCHS, Init
 
 Method = Literal["byol", "orl", "byol_multicrop", "simclr", "mocov2"]
 
@@ -42,6 +42,9 @@ class ModelConfig:
     tau_end: float | None = None
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
     bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
+    # Fresh weights: "authors" = Kaiming-normal fan_in convolutions and head Linears with zero
+    # bias (the authors' code, the paper presets); "torchvision" = torchvision's and PyTorch's.
+    init: Init = "torchvision"
 
 
 @dataclass(frozen=True)
