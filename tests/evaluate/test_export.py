@@ -12,12 +12,8 @@ from tests.checkpoints import save_tiny_checkpoint
 
 from orl.checkpoint import atomic_save
 from orl.cli import main
-from orl.evaluate.export import (
-    detectron2_checkpoint,
-    detectron2_key,
-    export_hub_folder,
-    export_weights,
-)
+from orl.evaluate.detectron2 import detectron2_key
+from orl.evaluate.export import detectron2_checkpoint, export_hub_folder, export_weights
 from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.model_card import read_results, training_facts
 
@@ -87,7 +83,7 @@ def test_timm_export_loads_strictly_into_timm_and_gives_identical_features(
     net.reset_classifier(0)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(net.eval()(x), w.build()(x), atol=1e-5)
+        assert torch.allclose(net.eval()(x), w.build_backbone()(x), atol=1e-5)
 
 
 def _orl_checkpoint(path: Path, fingerprint: str = "ab" * 32) -> Path:
@@ -117,7 +113,7 @@ def test_safetensors_folder_loads_strictly_in_timm_and_torchvision(tmp_path: Pat
     )
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        expected = w.build()(x)
+        expected = w.build_backbone()(x)
         hub = timm.create_model(f"local-dir:{out}", pretrained=True).eval()  # timm's own loader
         assert torch.allclose(hub(x), expected, atol=1e-5)
         state = st.load_file(str(out / "model.safetensors"))

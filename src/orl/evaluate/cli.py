@@ -276,7 +276,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+        "--checkpoint",
+        required=True,
+        help="orl checkpoint, torchvision/timm state dict, safetensors file or folder, "
+        "Detectron2 .pkl, or random:ARCH",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -389,7 +392,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "export", help="backbone for torchvision, timm, Detectron2, or a Hugging Face folder"
     )
     p.add_argument(
-        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+        "--checkpoint",
+        required=True,
+        help="orl checkpoint, torchvision/timm state dict, safetensors file or folder, "
+        "Detectron2 .pkl, or random:ARCH",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--format", choices=FORMATS, required=True)
