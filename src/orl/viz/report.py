@@ -36,7 +36,7 @@ from orl.pipeline.layout import (
 )
 from orl.train.logs import read_metrics
 from orl.viz.attention import DEFAULT_SIZE, attention_figure
-from orl.viz.pairs import best_pairs, pairs_gallery
+from orl.viz.pairs import best_pairs, near_duplicates, pairs_gallery
 from orl.viz.report_document import (
     Block,
     Code,
@@ -218,8 +218,11 @@ def store_blocks(
         msg = f"{len(image_paths)} image paths for a store of {store.num_images} images: not drawn."
         blocks.append(Text(msg, True))
     else:
-        picks = best_pairs(store, shown)
-        caption = "Query box (red) and neighbour box (green), one pair per image pair, best first."
+        picks = best_pairs(store, shown, near_duplicates(image_paths))
+        caption = (
+            "Query box (red) and neighbour box (green), one pair per image pair, best first; "
+            "pairs of near-identical photos last."
+        )
         if picks:
             blocks.append(Figure("stage2_top_pairs", pairs_gallery(image_paths, picks), caption))
         else:
