@@ -81,6 +81,21 @@ class ORLConfig:
 
 
 @dataclass(frozen=True)
+class WandbConfig:
+    """A Weights & Biases run to mirror the metrics into (`pip install 'orl[wandb]'`)."""
+
+    project: str
+    entity: str | None = None  # a team; None: the user's default entity
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where metrics go besides metrics.jsonl and TensorBoard (always written)."""
+
+    wandb: WandbConfig | None = None  # off by default
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     """Everything `orl pretrain` needs. `data`, `epochs`, `arch`, `method`, `batch_size` (global)
     are top-level in every preset so `--set data=DIR --set epochs=1` works on all of them."""
@@ -106,6 +121,7 @@ class PretrainConfig:
     max_side: int | None = None  # decode images at most this large (None: full resolution)
     init_from: str | None = None  # start from a checkpoint's online/target weights
     log_every: int = 10
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
     save_every_epochs: int = 10
     save_every_steps: int = 0
 

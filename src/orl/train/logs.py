@@ -1,11 +1,12 @@
-"""What a run writes as it goes (metrics.jsonl, TensorBoard events, the progress bar), the
-throughput meter, and the readers of metrics.jsonl."""
+"""What a run writes as it goes (metrics.jsonl, TensorBoard events, optionally a Weights & Biases
+run, the progress bar), the throughput meter, and the readers of metrics.jsonl."""
 
 from __future__ import annotations
 
 import json
 import math
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,11 @@ from tqdm import tqdm
 
 from orl import distributed
 from orl.artifacts import atomic_write_text
+from orl.config import ConfigError
+from orl.train.config import WandbConfig
 
 METRICS_FILE = "metrics.jsonl"
+WANDB_ID_FILE = "wandb_run_id"  # the W&B run a resumed or requeued process continues
 
 
 class RunLog:
@@ -23,19 +27,31 @@ class RunLog:
     their means since the last line, averaged over ranks, plus TensorBoard scalars.
 
     Only rank 0 (with a run folder) writes; every rank must call `write` (it averages over ranks).
+    With `wandb`, rank 0 also mirrors every line into a Weights & Biases run (`start_wandb`).
     """
 
-    def __init__(self, run_dir: Path | None, enabled: bool, total: int, initial: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None,
+        enabled: bool,
+        total: int,
+        initial: int,
+        wandb: WandbConfig | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.total = total
         self.window: list[list[float]] = []  # per step: total loss, then each branch's term
         self.metrics = None
         self.tb: Any = None
+        self.wandb: Any = None
         if enabled and run_dir is not None:
             self.metrics = (run_dir / METRICS_FILE).open("a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=initial)
+            if wandb is not None:
+                self.wandb = start_wandb(wandb, run_dir, config or {})
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -80,10 +96,16 @@ class RunLog:
             }
             self.metrics.write(json.dumps(clean) + "\n")
             self.metrics.flush()
+        scalars = {
+            f"train/{key}": value
+            for key, value in record.items()
+            if key not in ("step", "epoch") and isinstance(value, int | float)
+        }
         if self.tb is not None:
-            for key, value in record.items():
-                if key not in ("step", "epoch") and isinstance(value, int | float):
-                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+            for tag, value in scalars.items():
+                self.tb.add_scalar(tag, value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log({**scalars, "epoch": record["epoch"]}, step=record["step"])
         self.bar.set_postfix(show, refresh=False)
 
     def close(self) -> None:
@@ -92,6 +114,33 @@ class RunLog:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def start_wandb(cfg: WandbConfig, run_dir: Path, config: dict[str, Any]) -> Any:
+    """Start or continue the W&B run of `run_dir`: its id is kept in `run_dir/wandb_run_id`, so
+    a resumed or requeued process logs into the same W&B run (`resume="allow"`)."""
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ConfigError(
+            "logging.wandb needs the wandb package: pip install 'orl[wandb]' (or unset it)"
+        ) from exc
+    id_file = run_dir / WANDB_ID_FILE
+    run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else ""
+    if not run_id:
+        run_id = uuid.uuid4().hex[:16]
+        atomic_write_text(run_id + "\n", id_file)
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        id=run_id,
+        resume="allow",
+        name=run_dir.name,
+        dir=str(run_dir),
+        config=config,
+    )
 
 
 class Throughput:

@@ -63,7 +63,7 @@ def pretrain(
     if out is not None:
         start(run, state, out, resume)
     end = run.total_steps if max_steps is None else min(run.total_steps, state.step + max_steps)
-    log = RunLog(out, run.dist.is_main, total=end, initial=state.step)
+    log = RunLog(out, run.dist.is_main, end, state.step, cfg.logging.wandb, config=to_dict(cfg))
     meter = Throughput(bench_warmup)
     last_loss = math.nan
     try:
