@@ -13,6 +13,7 @@ from orl.data.decode import UnusableImage
 from orl.data.sources import DataSourceError
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
+from orl.train.preempt import PREEMPTED_EXIT, Preempted
 from orl.viz.attention import add_attention_parser
 from orl.viz.pairs import add_pairs_parser
 
@@ -46,16 +47,46 @@ def _pretrain_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         raise ConfigError(str(exc)) from exc
 
 
+def _add_resume_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        choices=["auto"],
+        help=f"continue {what} if there is one, else start (`--resume` = `--resume auto`)",
+    )
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
     from orl.train.loop import pretrain
 
     cfg = _pretrain_config(args)
-    summary = pretrain(cfg, args.out, resume=args.resume)
+    summary = pretrain(cfg, args.out, resume=args.resume is not None)
     print(
         f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
         f"{summary.images_per_s:.1f} images/s, {summary.wall_time_s:.0f} s wall, "
         f"{summary.skipped} skipped files -> {args.out}"
     )
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orl.train.submit import Cluster, PretrainJob, submit
+
+    _pretrain_config(args)  # bad settings fail here, not on the cluster
+    overrides = [*args.overrides, *([f"orl.corr={args.corr}"] if args.corr else [])]
+    out = args.out.resolve()
+    config = str(args.config.resolve() if args.config.is_file() else args.config)  # or a preset
+    job = PretrainJob(config, tuple(overrides), str(out), args.resume is not None)
+    cluster = Cluster(
+        nodes=args.nodes,
+        gpus_per_node=args.gpus_per_node,
+        partition=args.partition,
+        time_min=args.time,
+        cpus_per_task=args.cpus_per_task,
+    )
+    submitted = submit(job, cluster, args.cluster)
+    print(f"submitted job {submitted.job_id} -> {out} (logs: {submitted.paths.folder})")
     return 0
 
 
@@ -128,7 +159,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orl.viz.report import write_report
 
     try:
-        done = run_pipeline(args.config, args.out, list(args.overrides), args.resume)
+        done = run_pipeline(args.config, args.out, list(args.overrides), args.resume is not None)
     except StageFailed as exc:
         print(f"orl: {exc}", file=sys.stderr)
         return 1
@@ -176,8 +207,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("pretrain", help="stage 1 (BYOL) or stage 3 (ORL) pre-training")
     _add_train_options(p)
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from RUN/checkpoints/last.pt")
+    _add_resume_option(p, "from RUN/checkpoints/last.pt")
     p.set_defaults(func=cmd_pretrain)
+
+    p = sub.add_parser("submit", help="orl pretrain on SLURM via submitit, requeued when stopped")
+    _add_train_options(p)
+    p.add_argument("--out", type=Path, required=True, help="run folder (shared file system)")
+    _add_resume_option(p, "from RUN/checkpoints/last.pt")
+    p.add_argument("--nodes", type=int, default=1)
+    p.add_argument("--gpus-per-node", type=int, default=8, help="one process per GPU")
+    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
+    p.add_argument("--time", type=int, default=4320, help="time limit per job in minutes")
+    p.add_argument("--cpus-per-task", type=int, default=10, help="CPUs of each GPU's process")
+    p.add_argument(
+        "--cluster",
+        choices=["slurm", "local"],
+        default=None,
+        help="default: SLURM when srun is found; local: submitit's local executor (tests)",
+    )
+    p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("run", help="the whole pipeline: stages 1-3, evaluation, report")
     p.add_argument(
@@ -185,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
     add_set_option(p, "--set stage1.overrides.epochs=2")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
+    _add_resume_option(p, "an interrupted stage")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("bench", help="throughput benchmarks")
@@ -214,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad settings detected while building the run
         print(f"orl: error: {exc}", file=sys.stderr)
         return 2
+    except Preempted as stop:  # SIGTERM/SIGUSR1/SIGUSR2: the run is saved
+        print(f"orl: {stop}; continue with --resume auto", file=sys.stderr)
+        return PREEMPTED_EXIT
     except KeyboardInterrupt:
         print("orl: interrupted (resume with --resume)", file=sys.stderr)
         return 130
