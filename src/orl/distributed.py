@@ -76,6 +76,11 @@ def rank() -> int:
     return dist.get_rank() if is_distributed() else 0
 
 
+def world_size() -> int:
+    """The number of processes (1 in a single process)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
 class _GatherWithGrad(torch.autograd.Function):
     """all_gather whose backward hands each rank the gradient of its own slice summed over ranks.
 

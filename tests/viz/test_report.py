@@ -19,7 +19,7 @@ from tests.checkpoints import save_tiny_checkpoint
 
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, write_store
 from orl.viz.pairs import best_pairs
-from orl.viz.report import loss_series, report_blocks, write_report
+from orl.viz.report import loss_series, report_blocks, training_blocks, write_report
 from orl.viz.report_document import Figure
 from orl.viz.report_plots import PALETTE, Series, line_plot, nice_ticks
 
@@ -305,3 +305,17 @@ def test_chromium_renders_a_non_blank_page(
     assert px.shape[:2] == (1600, 1200)
     assert px.std() > 20
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 100
+
+
+def test_monitor_lines_make_their_own_curve(tmp_path: Path) -> None:
+    """metrics.jsonl mixes training lines and the online kNN monitor's (no loss): the loss and lr
+    plots read the training lines, the monitor gets its own figure."""
+    run = tmp_path / "stage1"
+    run.mkdir()
+    lines = [{"step": s, "epoch": s / 3, "loss": 2.0 - 0.1 * s, "lr": 0.1} for s in range(1, 7)]
+    lines.insert(3, {"step": 3, "epoch": 1.0, "knn_top1": 0.4, "knn_map": 0.3, "knn_seconds": 1.0})
+    lines.append({"step": 6, "epoch": 2.0, "knn_top1": 0.5, "knn_map": 0.35, "knn_seconds": 1.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    blocks = training_blocks(tmp_path, "stage1")
+    names = [b.name for b in blocks if isinstance(b, Figure)]
+    assert names == ["stage1_loss", "stage1_lr", "stage1_monitor"]

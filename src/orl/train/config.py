@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orl.augment import AugmentConfig
+from orl.evaluate.monitor import MonitorConfig
 from orl.models.backbone import ARCHS, Init
 
 Method = Literal["byol", "orl", "byol_multicrop", "simclr", "mocov2"]
@@ -122,6 +123,7 @@ class PretrainConfig:
     init_from: str | None = None  # start from a checkpoint's online/target weights
     log_every: int = 10
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # online kNN; off by default
     save_every_epochs: int = 10
     save_every_steps: int = 0
 

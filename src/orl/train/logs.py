@@ -88,7 +88,14 @@ class RunLog:
             self._write(record, {"loss": f"{stats[0]:.4f}", **show})
         return float(stats[0])
 
-    def _write(self, record: dict[str, Any], show: dict[str, str]) -> None:
+    def write_monitor(self, step: int, epoch: float, values: dict[str, float]) -> None:
+        """One line of the online kNN monitor (`knn_*`, no loss), TensorBoard `monitor/*`."""
+        if self.enabled:
+            record = {"step": step, "epoch": epoch, **values}
+            show = {k.removeprefix("knn_"): f"{v:.3f}" for k, v in values.items() if "top1" in k}
+            self._write(record, show, "monitor")
+
+    def _write(self, record: dict[str, Any], show: dict[str, str], group: str = "train") -> None:
         if self.metrics is not None:
             clean = {
                 k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -97,7 +104,7 @@ class RunLog:
             self.metrics.write(json.dumps(clean) + "\n")
             self.metrics.flush()
         scalars = {
-            f"train/{key}": value
+            f"{group}/{key}": value
             for key, value in record.items()
             if key not in ("step", "epoch") and isinstance(value, int | float)
         }
@@ -197,9 +204,11 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def last_logged_loss(run_dir: Path | None) -> float:
-    """The loss of the last metrics line (a resumed run that had nothing left to do)."""
+    """The loss of the last training line of metrics.jsonl (a resumed run that had nothing left
+    to do); monitor lines carry no loss."""
     records = read_metrics(run_dir / METRICS_FILE) if run_dir is not None else []
-    value = records[-1].get("loss") if records else None
+    losses = [r["loss"] for r in records if "loss" in r]
+    value = losses[-1] if losses else None
     return float(value) if isinstance(value, int | float) else math.nan
 
 

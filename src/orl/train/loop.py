@@ -4,8 +4,9 @@ multi-crop BYOL (sec. 3.1-3.2), in the shape of DINO's `main_dino.py`.
 `pretrain` reads top to bottom: build the run (`train/run.py`), start or resume it, then per step
 `train_step` (lr from the precomputed schedule, the method's forward and loss, backward, optional
 clipping, optimizer step, EMA update of the target or key encoder with the precomputed tau),
-logging and checkpointing, and a stop at the step boundary when the cluster signals
-(`train/preempt.py`). Which method runs is decided once, in `train/methods.py`.
+logging, the online kNN monitor every few epochs (`evaluate/monitor.py`), checkpointing, and a
+stop at the step boundary when the cluster signals (`train/preempt.py`). Which method runs is
+decided once, in `train/methods.py`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from orl.artifacts import atomic_write_text
 from orl.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from orl.config import dump_yaml, to_dict
 from orl.data.views import Batch
+from orl.evaluate.monitor import Monitor
 from orl.models.byol import ema_update
 from orl.train.config import PretrainConfig
 from orl.train.logs import METRICS_FILE, RunLog, Throughput, last_logged_loss, truncate_metrics
@@ -61,6 +63,7 @@ def pretrain(
     """Train `cfg` into the run folder `out` (None: write nothing, as `orl bench train` does)."""
     started = time.perf_counter()
     run = build_run(cfg)
+    monitor = Monitor(cfg.monitor) if cfg.monitor.enabled and out is not None else None
     state = run.state(started)
     if out is not None:
         start(run, state, out, resume)
@@ -68,6 +71,7 @@ def pretrain(
     log = RunLog(out, run.dist.is_main, end, state.step, cfg.logging.wandb, config=to_dict(cfg))
     meter = Throughput(bench_warmup)
     last_loss = math.nan
+    per_epoch = run.steps_per_epoch
     try:
         with StopSignals() as stop:
             for batch in run.loader(state.step):
@@ -83,6 +87,10 @@ def pretrain(
                 log.add([loss, *(terms[b] for b in run.parts.branches)])
                 if log.due(state.step, cfg.log_every):
                     last_loss = write_log(run, log, state.step, epoch, meter.images_per_s)
+                if monitor is not None and monitor.due(state.step, per_epoch, run.total_steps):
+                    backbone = run.parts.online.encoder.backbone
+                    values = monitor.measure(backbone, run.dist.device)
+                    log.write_monitor(state.step, state.step / per_epoch, values)
                 if out is not None:
                     save_due_checkpoints(run, state, out)
                 if state.step >= end:

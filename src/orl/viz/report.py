@@ -141,6 +141,9 @@ def overview_blocks(work_dir: Path, pipeline: dict[str, Any], store_fp: str | No
     return blocks
 
 
+MONITOR_KEYS = ("knn_top1", "knn_top5", "knn_map")  # `monitor:` lines of metrics.jsonl
+
+
 def loss_series(records: list[dict[str, Any]]) -> list[Series]:
     """One series per loss term any record logged: the total, then image, intra and inter RoI."""
     logged = {key for r in records for key in r}
@@ -161,13 +164,20 @@ def training_blocks(work_dir: Path, stage: str) -> list[Block]:
         blocks.append(Table(keys, (row,), (True,) * len(keys)))
     else:
         blocks.append(Text(f"summary.json: {summary.problem} (the run has not finished)", True))
-    if records:
-        losses = loss_series(records)
+    training = [r for r in records if "loss" in r]  # the monitor's lines carry no loss
+    if training:
+        losses = loss_series(training)
         title = f"{stage}: loss terms"
         blocks.append(Figure(f"{stage}_loss", line_plot(losses, title, "step"), title))
         title = f"{stage}: learning rate"
-        lr = [Series("lr", *metric_series(records, "lr"))]
+        lr = [Series("lr", *metric_series(training, "lr"))]
         blocks.append(Figure(f"{stage}_lr", line_plot(lr, title, "step"), title))
+    monitor = [r for r in records if "knn_top1" in r]
+    if monitor:
+        shown = [k for k in MONITOR_KEYS if any(k in r for r in monitor)]
+        curves = [Series(k, *metric_series(monitor, k)) for k in shown]
+        title = f"{stage}: online kNN monitor"
+        blocks.append(Figure(f"{stage}_monitor", line_plot(curves, title, "step"), title))
     return blocks
 
 
