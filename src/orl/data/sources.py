@@ -7,6 +7,9 @@ A source string is one of
 - a COCO annotation `.json`, optionally followed by `:IMAGE_DIR`; without it the image folder is
   guessed as `<json>/../../<split>` from the COCO layout (`annotations/instances_train2017.json` ->
   `train2017/`). Order is the JSON's `images` order.
+- tar shards in the WebDataset layout, `shards/{000000..000999}.tar` (`data/shards.py`): the
+  image of every sample, shard by shard in tar order; its relative path is its member name
+  (`KEY.jpg`), so shards packed from a folder (`orl shards`) fingerprint like the folder.
 Several sources concatenate in the order given (COCO+ = train2017 + unlabeled2017).
 
 Every data set has a fingerprint: the SHA-256 of the ordered (source index, relative path, size)
@@ -16,15 +19,17 @@ lines. Artifacts record it, so a store built on one data set is never used with 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from orl.data.decode import IMAGE_EXTENSIONS
+from orl.data.decode import IMAGE_EXTENSIONS, Decoded, UnusableImage, decode_image
+from orl.data.shards import ShardError, index_shards, is_shard_spec, read_member
 
 
 class DataSourceError(ValueError):
@@ -46,15 +51,49 @@ class ImageList:
     sources: tuple[str, ...]
     coco_ids: np.ndarray  # int64 COCO image id, -1 for non-COCO sources
     fingerprint: str
+    # byte offset of the image inside its shard (`paths` is then the tar file), -1 for a file
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def path(self, i: int) -> str:
+        """The image file, or for an image inside a shard the shard's tar file."""
         return bytes(self.paths[i]).decode("utf-8")
+
+    def offset(self, i: int) -> int:
+        """Byte offset of image `i` in its shard; -1 for an image file."""
+        return int(self.offsets[i]) if len(self.offsets) else -1
+
+    def in_shard(self, i: int) -> bool:
+        return self.offset(i) >= 0
+
+    def decode(self, i: int, max_side: int | None = None) -> Decoded:
+        """Image `i` decoded (`data/decode.py`), from its file or from its shard."""
+        return decode_at(self.path(i), self.offset(i), int(self.sizes[i]), max_side)
+
+    def shard_starts(self) -> np.ndarray | None:
+        """First position of every run of images read from one container (a shard; a plain file
+        is its own run), or None when no image comes from a shard."""
+        if not len(self.offsets) or (self.offsets < 0).all():
+            return None
+        container = np.where(self.offsets >= 0, self.paths, np.arange(len(self)).astype(np.bytes_))
+        return np.flatnonzero(np.r_[True, container[1:] != container[:-1]])
 
     def relpath(self, i: int) -> str:
         return bytes(self.relpaths[i]).decode("utf-8")
+
+
+def decode_at(path: str, offset: int, size: int, max_side: int | None = None) -> Decoded:
+    """The image file `path` (`offset` < 0) or the `size` bytes at `offset` of the shard `path`,
+    decoded; an unreadable member raises UnusableImage like an unreadable file."""
+    if offset < 0:
+        return decode_image(path, max_side)
+    try:
+        data = read_member(path, offset, size)
+    except (OSError, ShardError) as exc:
+        raise UnusableImage(str(exc)[:120]) from exc
+    return decode_image(io.BytesIO(data), max_side)
 
 
 def _scan_folder(root: Path) -> list[str]:
@@ -119,10 +158,25 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
     rel_paths: list[str] = []
     src_idx: list[int] = []
     coco_ids: list[int] = []
+    member_offsets: list[int] = []
+    member_sizes: dict[int, int] = {}
     for k, raw in enumerate(specs):
         spec = str(raw)
         base = Path(spec)
         ids: list[int] | None = None
+        if is_shard_spec(spec):
+            try:
+                samples = index_shards(spec)
+            except ShardError as exc:
+                raise DataSourceError(str(exc)) from exc
+            for sample in samples:
+                member_sizes[len(abs_paths)] = sample.size
+                abs_paths.append(str(Path(sample.shard).absolute()))
+                rel_paths.append(sample.name)
+                src_idx.append(k)
+                coco_ids.append(-1)
+                member_offsets.append(sample.offset)
+            continue
         if ".json" in spec and (spec.endswith(".json") or ".json:" in spec):
             root, rels, ids = _read_coco(spec)
         elif base.is_dir():
@@ -142,7 +196,11 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
             rel_paths.append(rel)
             src_idx.append(k)
             coco_ids.append(ids[j] if ids is not None else -1)
-    sizes = np.array([_size(p) for p in abs_paths], dtype=np.int64)
+            member_offsets.append(-1)
+    sizes = np.array(
+        [member_sizes[i] if i in member_sizes else _size(p) for i, p in enumerate(abs_paths)],
+        dtype=np.int64,
+    )
     h = hashlib.sha256()
     for k, rel, size in zip(src_idx, rel_paths, sizes.tolist(), strict=True):
         h.update(f"{k}\t{rel}\t{size}\n".encode())
@@ -154,6 +212,7 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
         sources=tuple(str(s) for s in specs),
         coco_ids=np.array(coco_ids, dtype=np.int64),
         fingerprint=h.hexdigest(),
+        offsets=np.array(member_offsets, dtype=np.int64),
     )
 
 

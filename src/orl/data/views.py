@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from orl.data.decode import Decoded, UnusableImage, decode_image
+from orl.data.decode import Decoded, UnusableImage
 from orl.data.sampler import SampleKey
 from orl.data.sources import ImageList
 
@@ -75,7 +75,7 @@ class RobustImageDataset(Dataset[Sample]):
         raise NotImplementedError
 
     def load(self, index: int) -> Decoded:
-        return decode_image(self.images.path(index), self.max_side)
+        return self.images.decode(index, self.max_side)
 
     def __getitem__(self, key: SampleKey) -> Sample:
         epoch, index = key

@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 
 from orl.artifacts import atomic_save_npy, atomic_write_bytes
-from orl.data.decode import UnusableImage, decode_image
-from orl.data.sources import ImageList, split_coco_spec
+from orl.data.decode import UnusableImage
+from orl.data.sources import ImageList, decode_at, split_coco_spec
 from orl.discover.store import offsets_of
 
 _LIBC = ctypes.CDLL(None)
@@ -36,10 +36,12 @@ class ProposalFileError(ValueError):
 
 @dataclass(frozen=True)
 class SearchTask:
-    path: str
+    path: str  # the image file, or the shard holding it (`offset` >= 0)
     seed: int
     mode: str
     max_side: int
+    offset: int = -1
+    size: int = 0
 
 
 def image_seed(relpath: str, base_seed: int) -> int:
@@ -52,7 +54,7 @@ def selective_search(task: SearchTask) -> np.ndarray:
 
     Raises UnusableImage for files the decoder refuses.
     """
-    decoded = decode_image(task.path, max_side=task.max_side or None)
+    decoded = decode_at(task.path, task.offset, task.size, max_side=task.max_side or None)
     img, frame = decoded.image, decoded.frame
     bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
     cv2.setNumThreads(1)  # the seeded rand() sequence must be consumed by one thread only

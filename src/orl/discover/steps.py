@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
 from orl.config import settings_key
-from orl.data.decode import UnusableImage, decode_image, load_rgb, oriented_size
+from orl.data.decode import UnusableImage, oriented_size
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
 from orl.discover.filter import clip_to_image, filter_proposals
@@ -79,6 +79,8 @@ def proposals_step(ctx: Context, workers: int) -> int:
             image_seed(ctx.images.relpath(i), ctx.cfg.ss_seed),
             ctx.cfg.ss_mode,
             ctx.cfg.ss_max_side,
+            ctx.images.offset(i),
+            int(ctx.images.sizes[i]),
         )
         for s in todo
         for i in ctx.shards.range(s)
@@ -108,14 +110,16 @@ def cached_proposals(ctx: Context) -> RawSource:
     return read
 
 
-def _decode(path: str) -> tuple[object | None, tuple[int, int]]:
+def _decode(images: ImageList, i: int) -> tuple[object | None, tuple[int, int]]:
     """(image or None when undecodable, original size; (1, 1) when even the header is bad)."""
     try:
-        decoded = decode_image(path)
+        decoded = images.decode(i)
         return decoded.image, decoded.frame
     except (UnusableImage, OSError, SyntaxError, ValueError):
+        if images.in_shard(i):
+            return None, (1, 1)
         try:
-            return None, oriented_size(path)
+            return None, oriented_size(images.path(i))
         except Exception:  # any header failure: the image is skipped either way
             return None, (1, 1)
 
@@ -137,7 +141,7 @@ def image_embed_step(ctx: Context, encoder: Encoder) -> None:
             for batch in _batches(list(range(len(ids))), ctx.cfg.batch_size):
                 crops, rows = [], []
                 for j in batch:
-                    img, frames[j] = _decode(ctx.images.path(ids[j]))
+                    img, frames[j] = _decode(ctx.images, ids[j])
                     if img is not None:
                         crops.append(centre_crop(img, ctx.cfg.knn_resize, ctx.cfg.knn_crop))  # type: ignore[arg-type]
                         rows.append(j)
@@ -188,7 +192,7 @@ def roi_step(
                 w, h = (int(v) for v in embedded["frames"][i])
                 whole = np.array([[0, 0, w, h]], np.int32)
                 candidates = clip_to_image(proposals[j], (w, h))
-                img = load_rgb(ctx.images.path(i)) if embedded["usable"][i] else None
+                img = ctx.images.decode(i).image if embedded["usable"][i] else None
                 if img is None:
                     kept, flags[j] = whole, FLAG_SKIPPED
                 elif len(candidates) == 0:

@@ -75,6 +75,7 @@ class Run:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             start_step=start_step,
+            shard_starts=self.images.shard_starts(),
         )
         batches: DataLoader[Any] = DataLoader(
             self.parts.dataset,
