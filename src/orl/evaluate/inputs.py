@@ -16,7 +16,7 @@ from torch import nn
 
 from orl.models.backbone import ARCHS, build_backbone
 from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import CheckpointError, file_sha256
+from orl.train.checkpoint import CheckpointError, file_sha256, safe_torch_load
 
 
 class EvalInputError(ValueError):
@@ -69,11 +69,9 @@ def load_weights(spec: str, seed: int = 0) -> Weights:
             "or random:ARCH"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EvalInputError(
-            f"{path}: unreadable torch file ({type(exc).__name__}); re-export or re-download it"
-        ) from exc
+        obj = safe_torch_load(path)
+    except CheckpointError as exc:
+        raise EvalInputError(str(exc)) from exc
     if isinstance(obj, dict) and obj.get("format") == "orl-checkpoint":
         try:
             pre = load_pretrained(path)
