@@ -71,3 +71,36 @@ def test_bad_sources_raise_one_line_errors(tmp_path: Path, spec: str) -> None:
     with pytest.raises(DataSourceError) as err:
         resolve_sources([tmp_path / spec])
     assert "\n" not in str(err.value) and spec in str(err.value)
+
+
+def _names(folder: Path) -> list[str]:
+    images = resolve_sources([folder])
+    return [images.relpath(i) for i in range(len(images))]
+
+
+def test_a_folder_link_back_into_the_tree_lists_each_image_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data / "a", 2)
+    (data / "loop").symlink_to(".")
+    (data / "a" / "back").symlink_to("..")
+    assert _names(data) == ["a/img_000.jpg", "a/img_001.jpg"]
+
+
+def test_links_to_the_root_and_its_ancestors_are_not_followed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data, 1)
+    write_images(tmp_path / "sibling", 1)
+    (data / "self").symlink_to(".")
+    (data / "up").symlink_to("..")
+    (data / "upup").symlink_to("../..")
+    assert _names(data) == ["img_000.jpg"]
+
+
+def test_links_to_other_folders_are_followed_and_real_paths_win(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data / "b", 1)
+    write_images(tmp_path / "elsewhere", 1)
+    (data / "a_link").symlink_to("b")  # sorts first, but b is the real folder
+    (data / "ext").symlink_to(tmp_path / "elsewhere")
+    (data / "ext2").symlink_to(tmp_path / "elsewhere")
+    assert _names(data) == ["b/img_000.jpg", "ext/img_000.jpg"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,13 +59,60 @@ class ImageList:
 
 
 def _scan_folder(root: Path) -> list[str]:
+    """Relative paths of the images below `root`, sorted; hidden files and folders left out.
+
+    Folder links are followed (a data set may be assembled from links), but each real folder is
+    read once, identified by (device, inode): a link back into the tree (`loop -> .`) adds
+    nothing, and the real path of a folder wins over a link to it. A link to the root or one of
+    its ancestors (`up -> ..`) is not followed: it would leave the data root and come back in.
+    """
+    root_real = Path(os.path.realpath(root))
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    visited = {_folder_id(root)}
+    folders: deque[str] = deque([""])
+    links: deque[str] = deque()  # folder links, read after every real folder reached so far
+    while folders or links:
+        if not folders:
+            link = links.popleft()
+            target = Path(os.path.realpath(root / link))
+            identity = _folder_id(root / link)
+            if (
+                identity is not None
+                and identity not in visited
+                and target
+                not in (
+                    root_real,
+                    *root_real.parents,
+                )
+            ):
+                visited.add(identity)
+                folders.append(link)
+            continue
+        folder = folders.popleft()
+        try:
+            entries = sorted(os.scandir(root / folder), key=lambda e: e.name)
+        except OSError:  # unreadable folder: skipped, like os.walk does
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_symlink() and entry.is_dir():
+                links.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                visited.add(_folder_id(root / rel))
+                folders.append(rel)
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                found.append(rel)
     return sorted(found)
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _read_list(list_file: Path) -> tuple[Path, list[str]]:
