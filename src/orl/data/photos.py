@@ -16,6 +16,7 @@ import csv
 import hashlib
 import io
 import json
+import lzma
 import re
 import shutil
 import tarfile
@@ -23,6 +24,7 @@ import tempfile
 import time
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,13 @@ KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 Fetcher = Callable[[PhotoSource, Path], Path]
 Log = Callable[[str], None]
+
+
+# Bounds on what one archive may inflate to (the largest package we read, opencv-doc, is about
+# 100 MB): a crafted archive must fail in bounded time and memory.
+MAX_MEMBER_BYTES = 1 << 29
+MAX_ARCHIVE_BYTES = 1 << 32
+_AR_MAGIC = b"!<arch>\n"
 
 
 class UnsafeArchivePath(ValueError):
@@ -94,43 +103,69 @@ def safe_member_path(target: Path, member: str) -> Path:
 
 
 def _deb_data_tar(deb: Path) -> bytes:
-    """Return the ``data.tar.*`` member of a Debian package (an ``ar`` archive)."""
+    """Return the ``data.tar.*`` member of a Debian package (an ``ar`` archive).
+
+    Every header is checked before it is used: a size that is not a plain decimal number or
+    that runs past the end of the file is a FetchError, so the scan always moves forward.
+    """
     blob = deb.read_bytes()
-    if not blob.startswith(b"!<arch>\n"):
+    if not blob.startswith(_AR_MAGIC):
         raise FetchError(f"{deb.name} is not a Debian package")
-    position = 8
+    position = len(_AR_MAGIC)
     while position + 60 <= len(blob):
         header = blob[position : position + 60]
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        start = position + 60
-        if name.startswith("data.tar"):
+        size_field = header[48:58].rstrip(b" ")
+        if header[58:60] != b"`\n" or not size_field.isdigit():
+            raise FetchError(f"{deb.name}: malformed ar member header at byte {position}")
+        size, start = int(size_field), position + 60
+        if start + size > len(blob):
+            raise FetchError(f"{deb.name}: ar member at byte {position} runs past the end")
+        if header[:16].startswith(b"data.tar"):
             return blob[start : start + size]
         position = start + size + (size % 2)  # ar pads members to even offsets
     raise FetchError(f"{deb.name} has no data.tar member")
+
+
+def _check_member_size(archive: Path, name: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise FetchError(
+            f"{archive.name}: member {name} claims {size} bytes, above the {MAX_MEMBER_BYTES} limit"
+        )
 
 
 def iter_archive_files(archive: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
     """Yield ``(member path, bytes)`` for the regular files of a wheel/zip or ``.deb`` we want.
 
     Only wanted members are decompressed; links and devices in a ``.deb`` are never followed.
+    A malformed archive, or one that would inflate past the size limits, is a FetchError naming
+    the archive, raised in time and memory bounded by those limits.
     """
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if not info.is_dir() and wanted(info.filename):
-                    yield info.filename, zf.read(info)
-        return
     try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir() and wanted(info.filename):
+                        # zipfile reads no further than the declared size (and checks the CRC)
+                        _check_member_size(archive, info.filename, info.file_size)
+                        yield info.filename, zf.read(info)
+            return
         # Stream mode: one sequential pass over the (xz/gz/bz2) data, no random access needed.
+        total = 0
         with tarfile.open(fileobj=io.BytesIO(_deb_data_tar(archive)), mode="r|*") as tar:
             for member in tar:
+                total += member.size  # skipped members are inflated too
+                if total > MAX_ARCHIVE_BYTES:
+                    raise FetchError(f"{archive.name}: inflates past {MAX_ARCHIVE_BYTES} bytes")
                 name = member.name.removeprefix("./")
                 if member.isreg() and wanted(name):
+                    _check_member_size(archive, name, member.size)
                     handle = tar.extractfile(member)
                     if handle is not None:
                         yield name, handle.read()
-    except tarfile.CompressionError as error:  # e.g. data.tar.zst before Python 3.14
+    # e.g. data.tar.zst before Python 3.14, a torn download, a crafted header
+    except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError) as error:
+        raise FetchError(f"cannot read {archive.name}: {error}") from error
+    except OSError as error:  # a bad gzip stream is an OSError too
         raise FetchError(f"cannot read {archive.name}: {error}") from error
 
 
@@ -164,8 +199,7 @@ def _iter_bundle(
     try:
         entries = list(iter_rcc_entries(data))
     except RccFormatError as error:
-        log(f"  {source.name}: skipping unreadable bundle {name}: {error}")
-        return
+        raise FetchError(f"{source.package}: unreadable bundle {name}: {error}") from error
     skipped_zstd = 0
     for entry in entries:
         if not re.fullmatch(source.photos, entry.path):
@@ -384,6 +418,7 @@ def build_photo_set(
         except FetchError as error:
             log(f"  skipping {source.name}: {error}")
             skipped.append(source.name)
+            shutil.rmtree(out_dir / source.directory, ignore_errors=True)  # none of it is listed
             continue
         debian_used = debian_used or source.kind == "debian"
 
