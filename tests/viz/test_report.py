@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -326,3 +327,14 @@ def test_report_markdown_escapes_folder_names_and_data_sources(tmp_path: Path) -
     assert "photos/&lt;script&gt;alert(1)&lt;/script&gt;&#124;\\*" in md
     markdown = pytest.importorskip("markdown")
     assert "<a " not in markdown.markdown(md)
+
+
+def test_the_report_files_are_written_whole(
+    tmp_path: Path, disk_full_midway: Callable[[], None]
+) -> None:
+    work = tmp_path / "work"
+    write_run(work / "stage1", orl=False, seed=None)
+    disk_full_midway()
+    write_report(work, work / "r.html", work / "r.md", image_paths=None, attention_size=32)
+    assert (work / "r.html").read_text().rstrip().endswith("</html>")
+    assert "## Configurations" in (work / "r.md").read_text()

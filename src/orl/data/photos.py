@@ -29,10 +29,12 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import cv2
 from PIL import Image
 
+from orl.artifacts import atomic_write_bytes, atomic_write_text
 from orl.data.photo_sources import DEFAULT_SOURCES, FetchError, PhotoSource, fetch_archive
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
 
@@ -316,8 +318,7 @@ def _add_source(
             log(f"  {source.name}: {name} would overwrite {destination.name}, skipped")
             continue
         seen.add(digest)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(data)
+        atomic_write_bytes(data, destination)
         rel_to_root = destination.relative_to(out_dir).as_posix()
         rows.append(
             ManifestRow(
@@ -328,12 +329,13 @@ def _add_source(
 
 
 def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> None:
-    """Write ``rows`` as CSV with the ``MANIFEST_COLUMNS`` header."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_COLUMNS)
-        for row in rows:
-            writer.writerow([row.path, row.source, row.licence, row.width, row.height, row.labels])
+    """Write ``rows`` as CSV with the ``MANIFEST_COLUMNS`` header (atomically)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(MANIFEST_COLUMNS)
+    for row in rows:
+        writer.writerow([row.path, row.source, row.licence, row.width, row.height, row.labels])
+    atomic_write_text(text.getvalue(), path)
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
@@ -352,6 +354,17 @@ def _fingerprint(sources: Sequence[PhotoSource]) -> str:
     settings = [LAYOUT_VERSION, VIDEO_FRAME_STEP, VIDEO_FRAME_CAP, JPEG_QUALITY, MIN_SIDE]
     text = json.dumps([settings, [repr(s) for s in sources]])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_stamp(stamp: Path) -> dict[str, Any]:
+    """The completion stamp, or {} when it cannot be read (the set is then rebuilt)."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("skipped", []), list):
+        return {}
+    return recorded
 
 
 def _summary(manifest: Path, rows: Sequence[ManifestRow], debian_used: bool) -> PhotoSetSummary:
@@ -392,7 +405,7 @@ def build_photo_set(
     fingerprint = _fingerprint(chosen)
 
     if manifest.exists() and stamp.exists():
-        recorded = json.loads(stamp.read_text())
+        recorded = _read_stamp(stamp)
         if recorded.get("fingerprint") == fingerprint:
             summary = _summary(manifest, read_manifest(manifest), bool(recorded["debian_used"]))
             log(f"photo set already complete in {out_dir}")
@@ -425,7 +438,7 @@ def build_photo_set(
     write_manifest(manifest, rows)
     cache.mkdir(parents=True, exist_ok=True)
     record = {"fingerprint": fingerprint, "debian_used": debian_used, "skipped": skipped}
-    stamp.write_text(json.dumps(record))
+    atomic_write_text(json.dumps(record), stamp)
     summary = _summary(manifest, rows, debian_used)
     _log_counts(summary, log)
     log(

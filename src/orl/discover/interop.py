@@ -11,12 +11,14 @@ flags) so that export followed by import gives back the same store.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from orl.artifacts import atomic_open
 from orl.data.sources import ImageList
 from orl.discover.store import (
     CorrespondenceStore,
@@ -53,8 +55,8 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         }
     }
     ids = [int(c) if c >= 0 else i for i, c in enumerate(images.coco_ids.tolist())]
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_open(out) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8")
         f.write('{"info": ' + json.dumps(info) + ', "images": {')
         _write_list(f, "file_name", (images.relpath(i) for i in range(n)))
         _write_list(f, "id", ids, last=True)
@@ -67,7 +69,7 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         sims = ([store.pair_sims(i, j).tolist() for j in range(k)] for i in range(n))
         _write_list(f, "knn_bbox_pair_sim", sims, last=True)
         f.write("}}\n")
-    tmp.replace(out)
+        f.detach()  # flushes; atomic_open then syncs, closes and renames the file
 
 
 def _index_of(boxes: np.ndarray) -> dict[tuple[int, ...], int]:
