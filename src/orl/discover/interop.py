@@ -20,6 +20,7 @@ import numpy as np
 
 from orl.artifacts import atomic_open
 from orl.data.sources import ImageList
+from orl.discover.authors_json import AuthorsJsonError, read_authors_json
 from orl.discover.store import (
     CorrespondenceStore,
     StoreMismatch,
@@ -28,10 +29,6 @@ from orl.discover.store import (
 )
 
 _COMPUTED = ("format", "version", "num_images", "k", "total_boxes", "total_pairs")
-
-
-class AuthorsJsonError(ValueError):
-    """A correspondence JSON that does not fit; one line naming the file."""
 
 
 def _write_list(f: TextIO, key: str, rows: Any, last: bool = False) -> None:
@@ -72,68 +69,36 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         f.detach()  # flushes; atomic_open then syncs, closes and renames the file
 
 
-def _index_of(boxes: np.ndarray) -> dict[tuple[int, ...], int]:
-    index: dict[tuple[int, ...], int] = {}
-    for b, box in enumerate(boxes.tolist()):
-        index.setdefault(tuple(box), b)
-    return index
+def import_authors_json(src: Path, images: ImageList, out: Path, force: bool = False) -> None:
+    """Build a store from an authors' JSON; its file names must be this data set's, in order.
 
-
-def import_authors_json(src: Path, images: ImageList, out: Path) -> None:
-    """Build a store from an authors' JSON; its file names must be this data set's, in order."""
-    try:
-        with src.open(encoding="utf-8") as f:
-            doc = json.load(f)
-        names = doc["images"]["file_name"]
-        ann = doc["pseudo_annotations"]
-        per_boxes, knn, pairs = ann["bbox"], ann["knn_image_id"], ann["knn_bbox_pair"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise AuthorsJsonError(f"{src}: not an authors' correspondence JSON ({exc})") from exc
-    relpaths = [images.relpath(i) for i in range(len(images))]
-    if list(names) != relpaths:
-        raise StoreMismatch(
-            f"{src}: its file names are not the --data images in order; pass the data set "
-            "(same files, same order) it was made for"
-        )
-    boxes = [np.asarray(b, np.int64).reshape(-1, 4) for b in per_boxes]
-    neighbours = np.asarray(knn, np.int64)
-    k = neighbours.shape[1]
-    lookups = [_index_of(b) for b in boxes]
-    index: list[np.ndarray] = []
-    for q in range(len(boxes)):
-        for j in range(k):
-            rows = np.asarray(pairs[q][j], np.int64).reshape(-1, 8)
-            nb = int(neighbours[q, j])
-            try:
-                idx = [(lookups[q][tuple(r[:4])], lookups[nb][tuple(r[4:])]) for r in rows.tolist()]
-            except KeyError as exc:
-                raise AuthorsJsonError(
-                    f"{src}: pair box {list(exc.args[0])} of image {q} is not in the bbox lists"
-                ) from exc
-            index.append(np.asarray(idx, np.int64).reshape(-1, 2))
-    sim_rows = ann.get("knn_bbox_pair_sim")
-    sims = (
-        np.concatenate([np.asarray(s, np.float32) for row in sim_rows for s in row])
-        if sim_rows is not None
-        else np.full(sum(len(i) for i in index), np.nan, np.float32)
-    )
-    orl = doc.get("info", {}).get("orl", {})
-    flags = np.zeros(len(boxes), np.uint8)
-    for i, v in orl.get("flags", {}).items():
-        flags[int(i)] = v
-    meta = {"fingerprint": images.fingerprint, **orl.get("meta", {})}
-    meta["fingerprint"] = images.fingerprint
+    An existing store in `out` is replaced only with `force`; the file is read and checked whole
+    (streamed) before anything is written.
+    """
+    refuse_existing_store(out, force)
+    corr = read_authors_json(src, images)
     try:
         write_store_arrays(
             out,
-            boxes=np.concatenate(boxes),
-            box_offsets=offsets_of([len(b) for b in boxes]),
-            neighbours=neighbours,
-            pair_index=np.concatenate(index),
-            pair_offsets=offsets_of([len(i) for i in index]),
-            pair_sims=sims,
-            flags=flags,
-            meta=meta,
+            boxes=np.concatenate(corr.boxes),
+            box_offsets=offsets_of([len(b) for b in corr.boxes]),
+            neighbours=corr.neighbours,
+            pair_index=corr.pair_index,
+            pair_offsets=offsets_of(corr.pair_counts),
+            pair_sims=corr.pair_sims,
+            flags=corr.flags,
+            meta={**corr.meta, "fingerprint": images.fingerprint},
         )
     except ValueError as exc:
         raise AuthorsJsonError(f"{src}: {exc}") from exc
+
+
+def refuse_existing_store(out: Path, force: bool) -> None:
+    """A one-line error unless `out` is a new or empty folder (or `force` says replace it)."""
+    if out.exists() and not out.is_dir():
+        raise AuthorsJsonError(f"{out}: is a file; pass a folder for the store")
+    if not force and out.is_dir() and any(out.iterdir()):
+        raise AuthorsJsonError(
+            f"{out}: already holds files (a correspondence store?); pass --force to replace "
+            "them, or choose a new folder"
+        )
