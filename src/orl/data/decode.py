@@ -147,16 +147,22 @@ def decode_image(path: str | Path, max_side: int | None = None) -> Decoded:
     return Decoded(img, frame)
 
 
+def exif_orientation(path: str | Path) -> tuple[int, tuple[int, int]]:
+    """(EXIF orientation 1..8, (width, height) as stored in the file), from the header only."""
+    try:
+        with _open(Path(path)) as img:
+            orientation = img.getexif().get(0x0112, 1)
+            stored = img.size
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise UnusableImage(str(exc).splitlines()[0][:120] if str(exc) else "unreadable") from exc
+    return (orientation if orientation in range(1, 9) else 1), stored
+
+
 def oriented_size(path: str | Path) -> tuple[int, int]:
     """(width, height) after EXIF rotation, read from the header only.
 
     This is the pixel frame boxes are stored in (stage 2); `load_rgb` with `max_side` may return
     a smaller image, onto which boxes are then scaled.
     """
-    try:
-        with _open(Path(path)) as img:
-            w, h = img.size
-            orientation = img.getexif().get(0x0112, 1)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise UnusableImage(str(exc).splitlines()[0][:120] if str(exc) else "unreadable") from exc
+    orientation, (w, h) = exif_orientation(path)
     return (h, w) if orientation in _SWAPPING_ORIENTATIONS else (w, h)

@@ -57,7 +57,7 @@ def _import(args: argparse.Namespace) -> int:
 
 def _import_proposals(args: argparse.Namespace) -> int:
     images = resolve_sources(args.data)
-    raw = parse_authors_proposals(args.in_json, len(images))
+    raw = parse_authors_proposals(args.in_json, images)
     write_proposal_file(raw, images, args.out_dir)
     print(
         f"wrote {args.out_dir}; use it with: orl discover --set boxes=file "

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from orl.artifacts import atomic_open
+from orl.data.exif_boxes import image_frames, to_displayed, to_stored
 from orl.data.sources import ImageList
 from orl.discover.authors_json import AuthorsJsonError, read_authors_json
 from orl.discover.store import (
@@ -40,7 +41,8 @@ def _write_list(f: TextIO, key: str, rows: Any, last: bool = False) -> None:
 
 
 def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path) -> None:
-    """Write `store` in the authors' schema to `out` (streamed, then renamed into place)."""
+    """Write `store` in the authors' schema to `out` (streamed, then renamed into place), boxes
+    in each photo's stored pixel frame as the authors' code reads them (`data/exif_boxes.py`)."""
     if images.fingerprint != store.fingerprint:
         raise StoreMismatch(f"{store.path}: the --data given is not the data set of this store")
     n, k = store.num_images, store.k
@@ -52,6 +54,17 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         }
     }
     ids = [int(c) if c >= 0 else i for i, c in enumerate(images.coco_ids.tolist())]
+    frames = image_frames(images)  # the authors' boxes are in the stored frame, ours displayed
+
+    def boxes(i: int) -> Any:  # nested lists of ints
+        return to_stored(store.boxes(i), frames[i]).tolist()
+
+    def pairs(i: int, j: int) -> Any:
+        p, nb = store.pairs(i, j), int(store.neighbours(i)[j])
+        return np.concatenate(
+            [to_stored(p[:, :4], frames[i]), to_stored(p[:, 4:], frames[nb])], axis=1
+        ).tolist()
+
     with atomic_open(out) as raw:
         f = io.TextIOWrapper(raw, encoding="utf-8")
         f.write('{"info": ' + json.dumps(info) + ', "images": {')
@@ -59,10 +72,9 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         _write_list(f, "id", ids, last=True)
         f.write('}, "pseudo_annotations": {')
         _write_list(f, "image_id", ids)
-        _write_list(f, "bbox", (store.boxes(i).tolist() for i in range(n)))
+        _write_list(f, "bbox", (boxes(i) for i in range(n)))
         _write_list(f, "knn_image_id", (store.neighbours(i).tolist() for i in range(n)))
-        pairs = ([store.pairs(i, j).tolist() for j in range(k)] for i in range(n))
-        _write_list(f, "knn_bbox_pair", pairs)
+        _write_list(f, "knn_bbox_pair", ([pairs(i, j) for j in range(k)] for i in range(n)))
         sims = ([store.pair_sims(i, j).tolist() for j in range(k)] for i in range(n))
         _write_list(f, "knn_bbox_pair_sim", sims, last=True)
         f.write("}}\n")
@@ -71,16 +83,19 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
 
 def import_authors_json(src: Path, images: ImageList, out: Path, force: bool = False) -> None:
     """Build a store from an authors' JSON; its file names must be this data set's, in order.
+    Its boxes are in each photo's stored pixel frame and become displayed-frame boxes.
 
     An existing store in `out` is replaced only with `force`; the file is read and checked whole
     (streamed) before anything is written.
     """
     refuse_existing_store(out, force)
     corr = read_authors_json(src, images)
+    frames = image_frames(images)
+    displayed = [to_displayed(b, frame) for b, frame in zip(corr.boxes, frames, strict=True)]
     try:
         write_store_arrays(
             out,
-            boxes=np.concatenate(corr.boxes),
+            boxes=np.concatenate(displayed),
             box_offsets=offsets_of([len(b) for b in corr.boxes]),
             neighbours=corr.neighbours,
             pair_index=corr.pair_index,
