@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -12,10 +14,24 @@ from torch.utils.data import Dataset
 
 from orl.data.decode import Decoded, UnusableImage, decode_image
 from orl.data.sampler import SampleKey
-from orl.data.sources import ImageList
+from orl.data.sources import DataSourceError, ImageList
 
 Transform = Callable[[Image.Image], torch.Tensor]
 MAX_REPLACEMENTS = 64
+# Replacements jump far (a run of corrupt files is often one folder); the stride is the first
+# number from this prime on that is coprime with the data-set size, so the attempts for one
+# index visit distinct images whatever the size (7919 itself cycles when it divides N).
+BASE_STRIDE = 7919
+
+
+@functools.cache
+def replacement_stride(n: int) -> int:
+    """The first stride >= BASE_STRIDE coprime with `n`: `index + k * stride (mod n)` visits n
+    distinct images for k = 0..n-1."""
+    stride = BASE_STRIDE
+    while math.gcd(stride, n) != 1:
+        stride += 1
+    return stride
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -81,8 +97,9 @@ class RobustImageDataset(Dataset[Sample]):
         epoch, index = key
         n = len(self.images)
         skipped: list[tuple[str, str]] = []
-        for attempt in range(MAX_REPLACEMENTS):
-            i = (index + attempt * 7919) % n
+        stride = replacement_stride(n)
+        for attempt in range(min(MAX_REPLACEMENTS, n)):
+            i = (index + attempt * stride) % n
             try:
                 decoded = self.load(i)
             except UnusableImage as exc:
@@ -92,9 +109,9 @@ class RobustImageDataset(Dataset[Sample]):
                 torch.manual_seed(sample_seed(self.seed, epoch, i))
                 views = self.make_views(i, decoded)
             return Sample(i, views, skipped)
-        raise RuntimeError(
-            f"{MAX_REPLACEMENTS} unusable images in a row near {self.images.path(index)}: "
-            "check the data set (see the skipped list)"
+        raise DataSourceError(
+            f"{self.images.path(index)} and the {len(skipped) - 1} images tried in its place are "
+            f"all unusable (last: {skipped[-1][1]}); check the data set"
         )
 
 
