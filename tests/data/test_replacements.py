@@ -13,6 +13,8 @@ from orl.data.views import BASE_STRIDE, MAX_REPLACEMENTS, RobustImageDataset, re
 class _Paths:
     """Stands for an ImageList of `n` files; only `len` and `path` are used."""
 
+    sources = ("stub",)
+
     def __init__(self, n: int) -> None:
         self.n = n
 
@@ -58,3 +60,9 @@ def test_nothing_usable_is_a_one_line_data_error() -> None:
         _Stub(5, set(range(5)))[(0, 2)]
     assert "img_2.jpg and the 4 images tried in its place" in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_an_undecodable_data_set_is_refused_up_front() -> None:
+    _Stub(5, {0, 1, 2, 3}).require_usable()  # one usable image is enough
+    with pytest.raises(DataSourceError, match="none of the 5 images tried can be decoded"):
+        _Stub(5, set(range(5))).require_usable()

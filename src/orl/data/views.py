@@ -93,6 +93,24 @@ class RobustImageDataset(Dataset[Sample]):
     def load(self, index: int) -> Decoded:
         return decode_image(self.images.path(index), self.max_side)
 
+    def require_usable(self) -> None:
+        """Decode images from the first on, as replacements would be tried, until one works:
+        a data set with nothing usable is a one-line DataSourceError before a run starts, not
+        a data-loader failure (one decode on a healthy data set)."""
+        n = len(self.images)
+        reasons = []
+        for attempt in range(min(MAX_REPLACEMENTS, n)):
+            i = (attempt * replacement_stride(n)) % n
+            try:
+                self.load(i)
+                return
+            except UnusableImage as exc:
+                reasons.append(f"{self.images.path(i)}: {exc}")
+        raise DataSourceError(
+            f"{', '.join(self.images.sources)}: none of the {len(reasons)} images tried can be "
+            f"decoded (first: {reasons[0]}); check the data set"
+        )
+
     def __getitem__(self, key: SampleKey) -> Sample:
         epoch, index = key
         n = len(self.images)

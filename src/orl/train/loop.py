@@ -95,6 +95,7 @@ def pretrain(
 
     images = resolve_sources(cfg.data)
     dataset = build_dataset(cfg, images)
+    dataset.require_usable()
     probe = StepBatchSampler(
         len(images), cfg.batch_size, cfg.epochs, world_size=dist.world_size, seed=cfg.seed
     )
