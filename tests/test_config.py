@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from orl.config import ConfigError, load_config, parse_override, to_dict
+from orl.data.sources import DataSourceError, resolve_sources
 from orl.train.config import PretrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -150,3 +151,16 @@ def test_pipeline_stage_errors_name_the_stage() -> None:
 
     with pytest.raises(ConfigError, match=r"^stage2 \(defaults\).*unknown key 'kk'"):
         resolve_pipeline(CONFIGS / "demo.yaml", ["stage2.overrides.kk=3"])
+
+
+@pytest.mark.parametrize("override", ["data=", "data=[]", "data=['']", "data=' '"])
+def test_an_empty_data_setting_is_refused_where_it_is_parsed(tmp_path: Path, override: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: photos\nepochs: 1\narch: resnet18\nmethod: byol\nbatch_size: 2\n")
+    with pytest.raises(ConfigError, match="'data' is empty"):
+        load_config(PretrainConfig, cfg, [override])
+
+
+def test_an_empty_data_source_is_refused_by_the_resolver() -> None:
+    with pytest.raises(DataSourceError, match="empty data source"):
+        resolve_sources([""])

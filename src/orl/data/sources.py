@@ -169,6 +169,10 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
     coco_ids: list[int] = []
     for k, raw in enumerate(specs):
         spec = str(raw)
+        if not spec.strip():  # Path("") is the current folder: never what was meant
+            raise DataSourceError(
+                "an empty data source: give an image folder, a .txt image list or a COCO json"
+            )
         base = Path(spec)
         ids: list[int] | None = None
         if ".json" in spec and (spec.endswith(".json") or ".json:" in spec):

@@ -94,6 +94,10 @@ class PretrainConfig:
     save_every_steps: int = 0
 
     def __post_init__(self) -> None:
+        if not self.data or not all(str(d).strip() for d in self.data):
+            raise ValueError(
+                "'data' is empty: set it to an image folder, a .txt image list or a COCO json"
+            )
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch '{self.arch}': choose one of {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "log_every"):
