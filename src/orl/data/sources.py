@@ -117,7 +117,11 @@ def _folder_id(path: Path) -> tuple[int, int] | None:
 
 def _read_list(list_file: Path) -> tuple[Path, list[str]]:
     rels = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{list_file}: not UTF-8 text ({exc.reason}); save it so") from exc
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             rels.append(line)
@@ -151,9 +155,15 @@ def _read_coco(spec: str) -> tuple[Path, list[str], list[int]]:
         with json_path.open(encoding="utf-8") as f:
             images = json.load(f)["images"]
         rels = [str(im["file_name"]) for im in images]
-        ids = [int(im["id"]) for im in images]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        ids = [im["id"] for im in images]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise DataSourceError(f"{json_path}: not a COCO annotation file ({exc})") from exc
+    for j, image_id in enumerate(ids):
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            raise DataSourceError(
+                f"{json_path}: images[{j}] ({rels[j]}) has id {image_id!r}, not an integer; "
+                "fix that entry"
+            )
     return image_dir, rels, ids
 
 
@@ -189,6 +199,7 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
             )
         if not rels:
             raise DataSourceError(f"{base}: no images found")
+        _require_utf8_names(root, rels)
         for j, rel in enumerate(rels):
             abs_paths.append(str((root / rel).absolute()))
             rel_paths.append(rel)
@@ -207,6 +218,18 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
         coco_ids=np.array(coco_ids, dtype=np.int64),
         fingerprint=h.hexdigest(),
     )
+
+
+def _require_utf8_names(root: Path, rels: Sequence[str]) -> None:
+    """Paths are stored and fingerprinted as UTF-8; a name that is not is named, not crashed on."""
+    for rel in rels:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = os.fsencode(root / rel).decode("utf-8", "backslashreplace")
+            raise DataSourceError(
+                f"{shown}: the file name is not valid UTF-8; rename the file (or leave it out)"
+            ) from exc
 
 
 def _size(path: str) -> int:

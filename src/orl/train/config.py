@@ -63,6 +63,21 @@ class ORLConfig:
     jitter_min_iou: float = 0.5
     jitter_attempts: int = 200
 
+    def __post_init__(self) -> None:
+        for name in ("area", "aspect"):  # both are sampled on a log or ratio scale
+            lo, hi = getattr(self, f"jitter_{name}_min"), getattr(self, f"jitter_{name}_max")
+            if not 0 < lo <= hi:
+                raise ValueError(
+                    f"'orl.jitter_{name}_min' and 'orl.jitter_{name}_max' must satisfy "
+                    f"0 < min <= max, got {lo} and {hi}"
+                )
+        if self.jitter_shift < 0:
+            raise ValueError("'orl.jitter_shift' must not be negative")
+        if not 0 <= self.jitter_min_iou < 1:
+            raise ValueError("'orl.jitter_min_iou' must lie in [0, 1)")
+        if self.jitter_attempts < 1:
+            raise ValueError("'orl.jitter_attempts' must be at least 1")
+
 
 @dataclass(frozen=True)
 class PretrainConfig:
