@@ -22,12 +22,14 @@ install: $(VENV)/.installed
 # Interrupt it at any point and run it again: finished stages are reused, the rest resumes.
 demo: install
 	$(BIN)/orl photos $(PHOTOS)
-	$(BIN)/orl run --config configs/demo.yaml --out $(WORK) --resume
+	$(BIN)/orl run --config demo --out $(WORK) --resume
 
+# Style, types, imports pointing one way, and every docs/... path that is named exists.
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_layering.py tests/test_doc_paths.py
 
 test: lint
 	$(BIN)/pytest -q tests

@@ -1,6 +1,6 @@
 """The scene-benchmark study: random init, BYOL, multi-crop BYOL, ORL, ORL with true boxes.
 
-    python benchmarks/scenes_study.py                 # full study (configs/scenes_study.yaml)
+    python benchmarks/scenes_study.py                 # full study (the scenes_study preset)
     python benchmarks/scenes_study.py --quick         # minutes (scenes_study_quick.yaml)
 
 Interrupt it and run the same command again: finished units are reused, the rest resumes. The
@@ -20,6 +20,7 @@ from orl.config import ConfigError
 from orl.pipeline.study import run_study
 from orl.pipeline.study_config import resolve_study
 from orl.pipeline.study_report import splice, study_markdown
+from orl.presets import PRESET_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--config", type=Path, default=None, help="study YAML (default: the full study)")
-    p.add_argument("--quick", action="store_true", help="configs/scenes_study_quick.yaml")
+    p.add_argument("--quick", action="store_true", help="the scenes_study_quick preset")
     p.add_argument(
         "--out", type=Path, default=None, help="work folder (default work/scenes-study[-quick])"
     )
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     name = "scenes_study_quick.yaml" if args.quick else "scenes_study.yaml"
-    config = args.config or ROOT / "configs" / name
+    config = args.config or PRESET_DIR / name
     out = args.out or ROOT / "work" / ("scenes-study-quick" if args.quick else "scenes-study")
     full = args.config is None and not args.quick and not args.overrides
     markdown = args.markdown or (

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
+from orl.checkpoint import FORMAT, VERSION, atomic_save
 from orl.models.byol import Encoder, OnlineNetwork
-from orl.train.checkpoint import FORMAT, VERSION, atomic_save
 
 
 def save_tiny_checkpoint(

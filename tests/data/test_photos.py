@@ -35,6 +35,7 @@ from orl.data.qt_resources import (
     RccFormatError,
     iter_rcc_entries,
 )
+from tests.data.test_near_duplicates import smooth_image
 
 
 def _image_bytes(width: int, height: int, fmt: str, seed: int) -> bytes:
@@ -165,14 +166,23 @@ WHEEL_SOURCE = PhotoSource(
 DEB_SOURCE = PhotoSource("debian:fake-doc", "fake-doc", "BSD-3-Clause", "usr/share/fake/", r".+")
 
 
+def _jpeg(image: Image.Image, quality: int = 95) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 def _fake_archives(tmp_path: Path) -> dict[str, Path]:
     cat = _image_bytes(80, 60, "JPEG", 1)
+    view = smooth_image(0)
     wheel = _make_zip(
         tmp_path / "fake-1.0-py3-none-any.whl",
         {
             "fake/data/imagenet_281.jpg": cat,
             "fake/data/street.png": _image_bytes(40, 50, "PNG", 2),
             "fake/data/zz_copy_of_cat.jpg": cat,  # duplicate bytes: dropped
+            "fake/data/view.jpg": _jpeg(view),
+            "fake/data/view_small.jpg": _jpeg(view.resize((64, 48)), 60),  # near-duplicate
             "fake/data/readme.txt": b"not an image",  # matches the pattern, not a photo
             "fake/data/icon.png": _image_bytes(16, 16, "PNG", 3),  # below MIN_SIDE
             "fake/code.py": b"print()",  # not matched at all
@@ -200,14 +210,16 @@ def test_build_writes_manifest_rows_counts_and_drops_duplicates(
         out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE, DEB_SOURCE], fetch=fetch
     )
 
-    assert summary.counts == {"pypi:fake": 2, "debian:fake-doc": 2}
-    assert summary.total == 4
+    assert summary.counts == {"pypi:fake": 3, "debian:fake-doc": 2}
+    assert summary.total == 5
+    assert summary.near_duplicates == 1
     assert summary.debian_used
     assert summary.manifest == out / "manifest.csv"
     rows = {row["path"]: row for row in _read_rows(summary.manifest)}
     assert set(rows) == {
         "pypi-fake/imagenet_281.jpg",
         "pypi-fake/street.png",
+        "pypi-fake/view.jpg",
         "debian-fake-doc/scene.jpg",
         "debian-fake-doc/gray.png",
     }
@@ -228,7 +240,10 @@ def test_build_writes_manifest_rows_counts_and_drops_duplicates(
             "fake/data/imagenet_281.jpg"
         )
     assert Image.open(out / "debian-fake-doc/gray.png").format == "PNG"
-    assert any("dropped 2 duplicates and 2 files that are unreadable" in line for line in logs[0])
+    dropped = (
+        "dropped 2 duplicates, 1 near-duplicates (perceptual hashes <= 8 bits apart) and 2 files"
+    )
+    assert any(dropped in line for line in logs[0])
 
 
 def test_second_run_reuses_the_set_without_downloading(
@@ -260,7 +275,7 @@ def test_debian_sources_are_skipped_when_disabled(
         fetch=fetch,
     )
     assert fetch.calls == ["pypi:fake"]
-    assert summary.counts == {"pypi:fake": 2}
+    assert summary.counts == {"pypi:fake": 3}
     assert not summary.debian_used
 
 
@@ -276,7 +291,7 @@ def test_missing_package_is_skipped_with_a_log_line(
         sources=[WHEEL_SOURCE, DEB_SOURCE],
         fetch=FakeFetcher(archives),
     )
-    assert summary.counts == {"pypi:fake": 2}
+    assert summary.counts == {"pypi:fake": 3}
     assert not summary.debian_used
     assert any("skipping debian:fake-doc" in line for line in logs[0])
 
@@ -577,7 +592,7 @@ def test_photo_files_manifest_and_stamp_are_written_atomically(
     summary = build_photo_set(
         out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
     )
-    assert len(_read_rows(summary.manifest)) == summary.total == 2
+    assert len(_read_rows(summary.manifest)) == summary.total == 3
     assert json.loads((out / ".cache" / "complete.json").read_text())["skipped"] == []
 
 
@@ -592,5 +607,5 @@ def test_a_torn_stamp_means_rebuild_not_failure(
     summary = build_photo_set(
         out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
     )
-    assert summary.total == 2 and len(fetch.calls) == 2
+    assert summary.total == 3 and len(fetch.calls) == 2
     assert json.loads(stamp.read_text())["skipped"] == []

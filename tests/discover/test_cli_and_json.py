@@ -1,8 +1,8 @@
-"""`orl corr` and `orl discover` through their parsers: JSON round trip, import, inspect."""
+"""`orl corr`, `orl discover` and `orl viz pairs` through the parser: JSON round trip, import,
+inspect (errors raise here; `orl.cli.main` turns them into one line)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,14 +10,12 @@ import numpy as np
 import pytest
 from discover_helpers import assert_same_store, store_arrays
 
-from orl.discover.cli import add_parsers
+from orl.cli import build_parser
 from orl.discover.store import CorrespondenceStore, StoreMismatch
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="orl")
-    add_parsers(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     return int(args.func(args))
 
 

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-CONFIG = Path(__file__).parents[2] / "configs" / "detectron2" / "mask_rcnn_R_50_FPN_1x_orl.yaml"
+from orl.presets import PRESET_DIR
+
+CONFIG = PRESET_DIR / "detectron2" / "mask_rcnn_R_50_FPN_1x_orl.yaml"
 
 
 def test_config_matches_the_paper_transfer_setting() -> None:

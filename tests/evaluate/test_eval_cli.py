@@ -8,9 +8,12 @@ import pytest
 import torch
 import torchvision
 
+from orl.cli import main
+from orl.config import ConfigError, override
 from orl.evaluate import cli
 from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.linear import LinearConfig
+from orl.evaluate.semi import SemiConfig
 
 
 def parser() -> argparse.ArgumentParser:
@@ -37,13 +40,20 @@ def test_commands_are_registered() -> None:
         assert callable(p.parse_args(argv).func)
 
 
-def test_overrides_are_typed() -> None:
-    cfg = cli.apply_overrides(LinearConfig(), ["epochs=2", "lr=0.5", "layers=feat4,feat5"])
+def test_overrides_are_typed_with_the_one_set_syntax() -> None:
+    cfg = override(LinearConfig(), ["epochs=2", "lr=0.5", "layers=[feat4, feat5]"])
     assert (cfg.epochs, cfg.lr, cfg.layers) == (2, 0.5, ("feat4", "feat5"))
-    with pytest.raises(EvalInputError, match="epochs"):
-        cli.apply_overrides(LinearConfig(), ["epochs=two"])
-    with pytest.raises(EvalInputError, match="KEY=VALUE"):
-        cli.apply_overrides(LinearConfig(), ["colour=red"])
+    assert override(SemiConfig(), ["decay_at=[0.5]"]).decay_at == (0.5,)
+    with pytest.raises(ConfigError, match="'epochs' must be an integer"):
+        override(LinearConfig(), ["epochs=two"])
+    with pytest.raises(ConfigError, match="unknown key 'colour'"):
+        override(LinearConfig(), ["colour=red"])
+
+
+def test_eval_and_pretrain_read_set_alike(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "linear", "--checkpoint", "c", "--train", "t", "--val", "v"]
+    assert main([*argv, "--set", "optim.lr=1"]) == 2
+    assert capsys.readouterr().err.strip().endswith("unknown key 'optim'")
 
 
 def test_voc07_end_to_end_writes_json_and_reuses_the_cache(

@@ -46,7 +46,7 @@ def test_svm_transform_squashes_to_224() -> None:
 
 def test_extraction_equals_a_direct_forward(voc_root: Path) -> None:
     paths = sorted((voc_root / "JPEGImages").glob("*.jpg"))[:3]
-    net = random_weights("resnet18").build()
+    net = random_weights("resnet18").build_backbone()
     feats = extract_features(net, paths, ["feat5"], svm_transform(), batch_size=2)
     from PIL import Image
 

@@ -22,15 +22,17 @@ def test_orl_checkpoint_gives_the_online_backbone(tmp_path: Path) -> None:
     w = load_weights(str(tmp_path / "ckpt.pt"))
     assert w.arch == "resnet18" and w.identity.startswith("orl:")
     expected = online.encoder.backbone.state_dict()
-    assert all(torch.equal(w.state[k], expected[k]) for k in expected)
+    assert all(torch.equal(w.backbone[k], expected[k]) for k in expected)
 
 
 def test_torchvision_state_dict_infers_arch(tmp_path: Path) -> None:
     net = torchvision.models.resnet34()
     torch.save(net.state_dict(), tmp_path / "r34.pth")
     w = load_weights(str(tmp_path / "r34.pth"))
-    assert w.arch == "resnet34" and "fc.weight" not in w.state
-    assert torch.equal(w.state["layer3.0.conv1.weight"], net.state_dict()["layer3.0.conv1.weight"])
+    assert w.arch == "resnet34" and "fc.weight" not in w.backbone
+    assert torch.equal(
+        w.backbone["layer3.0.conv1.weight"], net.state_dict()["layer3.0.conv1.weight"]
+    )
 
 
 def test_random_weights_are_seeded() -> None:
@@ -39,8 +41,8 @@ def test_random_weights_are_seeded() -> None:
         random_weights("resnet18", 0),
         random_weights("resnet18", 1),
     )
-    assert torch.equal(a.state["conv1.weight"], b.state["conv1.weight"])
-    assert not torch.equal(a.state["conv1.weight"], c.state["conv1.weight"])
+    assert torch.equal(a.backbone["conv1.weight"], b.backbone["conv1.weight"])
+    assert not torch.equal(a.backbone["conv1.weight"], c.backbone["conv1.weight"])
     assert load_weights("random:resnet18").identity == "random:resnet18:seed0"
 
 

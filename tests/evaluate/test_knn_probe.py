@@ -64,8 +64,8 @@ def test_probe_labelled_images_compares_backbones(tmp_path: Path) -> None:
         Image.fromarray(pixels.astype(np.uint8)).save(paths[-1])
         labels.append([["red"], ["green"], ["blue"]][i % 3])
     nets = {
-        "random-a": random_weights("resnet18", 0).build(),
-        "random-b": random_weights("resnet18", 1).build(),
+        "random-a": random_weights("resnet18", 0).build_backbone(),
+        "random-b": random_weights("resnet18", 1).build_backbone(),
     }
     rows = probe_labelled_images(nets, paths, labels)
     assert [r.name for r in rows] == ["random-a", "random-b"]

@@ -7,13 +7,21 @@ import torch
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
-from orl.evaluate.classification import image_folder, step_schedule, topk_correct, train_transform
+from orl.cli import main
+from orl.distributed import init_distributed
+from orl.evaluate.classification import (
+    StateFile,
+    image_folder,
+    step_schedule,
+    topk_correct,
+    train_transform,
+)
 from orl.evaluate.features import center_crop_transform
 from orl.evaluate.inputs import EvalInputError, random_weights
 from orl.evaluate.linear import LinearConfig, linear_config, thirds, train_linear
 from orl.evaluate.semi import SemiConfig, finetune, semi_config, subset_indices
-from orl.train.distributed import init_distributed
 
+STAMP = {"checkpoint": "random:resnet18:seed0"}
 LINEAR = LinearConfig(epochs=4, batch_size=2, lr=0.01, layers=("feat4", "feat5"), workers=0)
 
 
@@ -62,18 +70,19 @@ def test_linear_probe_learns_and_resumes_exactly(
 ) -> None:
     train, val = folders(image_folders)
     dist = init_distributed("cpu")
-    net = random_weights("resnet18").build()
-    full = train_linear(net, train, val, 2, LINEAR, dist, tmp_path / "a")
+    net = random_weights("resnet18").build_backbone()
+    first, second = (StateFile(tmp_path / f"{x}.state.pt", STAMP) for x in "ab")
+    full = train_linear(net, train, val, 2, LINEAR, dist, first)
     losses = [h["loss"] for h in full["history"]]
     assert losses[-1] < losses[0]
     assert full["top1"]["feat5"] == 1.0  # red vs blue
     with pytest.raises(RuntimeError, match="killed"):  # dies in epoch 3 (8 images per epoch)
-        train_linear(net, KilledAfter(train, 8 * 2 + 3), val, 2, LINEAR, dist, tmp_path / "b")
-    assert torch.load(tmp_path / "b" / "linear_last.pt", weights_only=True)["epoch"] == 2
-    resumed = train_linear(net, train, val, 2, LINEAR, dist, tmp_path / "b", resume=True)
+        train_linear(net, KilledAfter(train, 8 * 2 + 3), val, 2, LINEAR, dist, second)
+    assert torch.load(second.path, weights_only=True)["epoch"] == 2
+    resumed = train_linear(net, train, val, 2, LINEAR, dist, second, resume=True)
     assert resumed["history"] == full["history"]
-    a = torch.load(tmp_path / "a" / "linear_last.pt", weights_only=True)["heads"]
-    b = torch.load(tmp_path / "b" / "linear_last.pt", weights_only=True)["heads"]
+    a = torch.load(first.path, weights_only=True)["model"]
+    b = torch.load(second.path, weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -81,9 +90,10 @@ def test_resume_without_state_is_an_input_error(
     image_folders: tuple[Path, Path], tmp_path: Path
 ) -> None:
     train, val = folders(image_folders)
-    net = random_weights("resnet18").build()
+    net = random_weights("resnet18").build_backbone()
+    state = StateFile(tmp_path / "x.state.pt", STAMP)
     with pytest.raises(EvalInputError, match="resume"):
-        train_linear(net, train, val, 2, LINEAR, init_distributed("cpu"), tmp_path, resume=True)
+        train_linear(net, train, val, 2, LINEAR, init_distributed("cpu"), state, resume=True)
 
 
 def test_semi_finetunes_the_labelled_subset(
@@ -101,12 +111,20 @@ def test_semi_finetunes_the_labelled_subset(
     cfg = SemiConfig(epochs=4, batch_size=3, backbone_lr=0.001, head_lr_scale=1, workers=0)
     dist = init_distributed("cpu")
     out = finetune(
-        random_weights("resnet18").build(), 512, train, indices, val, 2, cfg, dist, tmp_path
+        random_weights("resnet18").build_backbone(),
+        512,
+        train,
+        indices,
+        val,
+        2,
+        cfg,
+        dist,
+        StateFile(tmp_path / "semi.state.pt", STAMP),
     )
     losses = [h["loss"] for h in out["history"]]
     assert losses[-1] < losses[0] and out["n_labelled"] == 6
     assert 0.0 <= out["top1"] <= out["top5"] == 1.0  # two classes: top-5 always hits
-    assert (tmp_path / "semi_last.pt").is_file()
+    assert (tmp_path / "semi.state.pt").is_file()
 
 
 def test_subset_names_missing_from_train_folder(
@@ -122,3 +140,35 @@ def test_subset_names_missing_from_train_folder(
 def test_not_an_image_folder(tmp_path: Path) -> None:
     with pytest.raises(EvalInputError, match="ImageFolder"):
         image_folder(tmp_path / "missing", center_crop_transform())
+
+
+def _linear(folders: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    train, val = folders
+    return ["eval", "linear", "--train", str(train), "--val", str(val), "--out", str(out),
+            "--device", "cpu", "--set", "epochs=1", "--set", "batch_size=4", "--set", "workers=0",
+            "--set", "layers=[feat5]", *extra]  # fmt: skip
+
+
+def test_resume_refuses_the_state_of_another_checkpoint_or_setting(
+    image_folders: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r" / "byol.json"
+    assert main([*_linear(image_folders, out), "--checkpoint", "random:resnet18"]) == 0
+    state = out.with_name("byol.state.pt")
+    before = state.read_bytes()
+    capsys.readouterr()
+    for extra, what in (
+        (["--checkpoint", "random:resnet18", "--seed", "1"], "checkpoint differs"),
+        (["--checkpoint", "random:resnet18", "--set", "lr=0.5"], "setting 'lr' differs"),
+    ):
+        assert main([*_linear(image_folders, out), *extra, "--resume"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and str(state) in err and what in err
+    assert state.read_bytes() == before
+    # another report in the same folder keeps its own state
+    other = tmp_path / "r" / "orl.json"
+    assert main([*_linear(image_folders, other), "--checkpoint", "random:resnet18"]) == 0
+    assert {p.name for p in out.parent.iterdir()} >= {"byol.state.pt", "orl.state.pt"}
+    assert (
+        main([*_linear(image_folders, other), "--checkpoint", "random:resnet18", "--resume"]) == 0
+    )

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from test_voc07 import planted
 
-from orl.evaluate.lowshot import evaluate_lowshot, format_lowshot, sample_lowshot, sample_seed
+from orl.evaluate.lowshot import (
+    evaluate_lowshot,
+    format_lowshot,
+    original_cost_rule,
+    sample_lowshot,
+    sample_seed,
+)
 from orl.evaluate.voc07 import read_split
 
 
@@ -56,6 +62,40 @@ def test_lowshot_report_records_seeds_and_statistics(voc_root: Path) -> None:
     assert report["cost_selection"].startswith("CV")
 
 
+def test_original_rule_keeps_one_cost_per_k_not_the_best_per_class_and_sample() -> None:
+    # ap[sample, class, cost]: cost 0 suits class 0, cost 1 suits class 1.
+    ap = np.array(
+        [
+            [[0.9, 0.5], [0.4, 0.8]],
+            [[0.5, 0.7], [0.6, 0.6]],
+        ]
+    )
+    best, maps = original_cost_rule(ap)
+    # mAP per (sample, cost): [[0.65, 0.65], [0.55, 0.65]]; averaged over samples 0.60 vs 0.65.
+    assert best == 1
+    assert maps == pytest.approx([0.65, 0.65])
+    per_class_and_sample = ap.max(axis=2).mean(axis=1)  # what a per-class choice would report
+    assert per_class_and_sample == pytest.approx([0.85, 0.65])
+    assert per_class_and_sample.mean() > maps.mean()
+
+
+def test_original_rule_breaks_ties_towards_the_first_cost() -> None:
+    best, maps = original_cost_rule(np.full((5, 20, 3), 0.5))
+    assert best == 0 and maps == pytest.approx([0.5] * 5)
+
+
+def test_test_set_rule_equals_a_run_with_its_chosen_cost_alone(voc_root: Path) -> None:
+    features = planted(voc_root, shuffle_labels=True)
+    costs = (0.001, 1.0)
+    kwargs = {"shots": (2,), "n_samples": 2, "base_seed": 1}
+    on_test = evaluate_lowshot(voc_root, features, ["feat5"], costs=costs, select_on_test=True,
+                               **kwargs)["layers"]["feat5"]["2"]  # fmt: skip
+    assert on_test["cost"] in costs
+    alone = evaluate_lowshot(voc_root, features, ["feat5"], costs=(on_test["cost"],), **kwargs)
+    # one cost for every class and sample: the same fits as a run that only knows that cost
+    assert alone["layers"]["feat5"]["2"]["samples"] == on_test["samples"]
+
+
 def test_test_set_cost_selection_is_labelled(voc_root: Path) -> None:
     report = evaluate_lowshot(
         voc_root, planted(voc_root, shuffle_labels=True), ["feat5"], shots=(1,), n_samples=2,
@@ -63,4 +103,5 @@ def test_test_set_cost_selection_is_labelled(voc_root: Path) -> None:
     )  # fmt: skip
     assert "test set" in report["cost_selection"] and "optimistic" in report["cost_selection"]
     assert "test set" in format_lowshot(report)
+    assert report["layers"]["feat5"]["1"]["cost"] in (0.01, 1.0)
     assert report["layers"]["feat5"]["1"]["mean"] < 0.6

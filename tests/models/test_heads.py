@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from orl.checkpoint import FORMAT, VERSION, atomic_save
 from orl.models.byol import Encoder
 from orl.models.contrastive import ContrastiveNetwork
 from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import FORMAT, VERSION, atomic_save
 
 
 def test_simclr_head_is_linear_bn_relu_linear_bn_without_biases() -> None:

@@ -52,12 +52,12 @@ def _script() -> ModuleType:
 
 
 def test_quick_preset_resolves_every_stage() -> None:
-    study = resolve_study(ROOT / "configs/scenes_study_quick.yaml", [])
+    study = resolve_study(Path("scenes_study_quick"), [])  # bundled presets by name
     assert (
         study.train.method == "byol" and study.discover.roi_size == study.train.augment.patch_size
     )
     assert set(study.cfg.methods) == {"random", "byol", "byol_multicrop", "orl", "orl_gt"}
-    full = resolve_study(ROOT / "configs/scenes_study.yaml", [])
+    full = resolve_study(Path("scenes_study"), [])
     # The quick study is the full one made smaller: same pre-training apart from the epochs.
     assert dataclasses.replace(study.train, epochs=full.train.epochs) == full.train
     assert study.discover == full.discover and study.cfg.eval == full.cfg.eval

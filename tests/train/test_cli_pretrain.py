@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from orl.cli import main
+from orl.config import load_config
 from orl.data.sources import resolve_sources
 from orl.models.pretrained import load_pretrained
+from orl.train.config import PretrainConfig
+from orl.train.loop import pretrain
 from tests.data.test_decode import make_zoo
 
 
@@ -110,6 +113,44 @@ def test_config_errors_exit_2_with_one_line(
     assert code == 2 and needle in err and len(err.splitlines()) == 1
 
 
+def test_a_torn_last_metrics_line_is_dropped_on_resume(tiny_config: Path, tmp_path: Path) -> None:
+    """A run killed while writing metrics.jsonl leaves half a line; resume drops it."""
+    run = tmp_path / "run"
+    cfg = load_config(PretrainConfig, tiny_config, [])
+    pretrain(cfg, run, max_steps=2)  # stops after step 2, with last.pt at step 2
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 3, "epoch": 1.0, "lo')
+    assert main(["pretrain", "--config", str(tiny_config), "--out", str(run), "--resume"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["step"] for x in lines] == list(range(1, 7))
+
+
+@pytest.mark.parametrize(
+    ("first", "changed", "key"),
+    [
+        (["precision=fp32"], ["precision=bf16"], "precision"),
+        (["method=byol_multicrop", "multicrop=2"], ["method=byol_multicrop"], "multicrop"),
+    ],
+)
+def test_resume_refuses_another_precision_or_multicrop(
+    tiny_config: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    first: list[str],
+    changed: list[str],
+    key: str,
+) -> None:
+    run = tmp_path / "run"
+    args = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--set", "epochs=1"]
+    assert main([*args, *(x for s in first for x in ("--set", s))]) == 0
+    before = (run / "checkpoints" / "last.pt").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--resume", *(x for s in changed for x in ("--set", s))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"setting '{key}' differs" in err
+    assert (run / "checkpoints" / "last.pt").read_bytes() == before
+
+
 def test_torn_checkpoint_gives_a_clear_message(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -178,7 +219,7 @@ def test_a_data_set_with_no_decodable_image_is_refused_before_training(
         (bad / f"x{i}.jpg").write_bytes(b"not a jpeg")
     run = tmp_path / "run"
     argv = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--set", f"data={bad}"]
-    assert main(argv) == 2
+    assert main([*argv, "--set", "batch_size=2"]) == 2  # a batch fits: the images are the culprit
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "none of the 3 images" in err and str(bad) in err
     assert not run.exists()

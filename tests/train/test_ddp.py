@@ -17,7 +17,7 @@ import torch.multiprocessing as mp
 from orl.config import load_config
 from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
-from tests.data.test_roi_views import quadrant_images, quadrant_store
+from tests.train.test_orl_views import quadrant_images, quadrant_store
 
 pytestmark = pytest.mark.slow
 

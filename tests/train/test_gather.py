@@ -15,9 +15,9 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from orl import distributed
+from orl.distributed import _GatherWithGrad
 from orl.losses import nt_xent
-from orl.train import distributed
-from orl.train.distributed import _GatherWithGrad
 from orl.train.objectives import simclr_objective
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def _rank_main(rank: int, port: int, out: str) -> None:
         views = {"image": [x1[rank * B : (rank + 1) * B], x2[rank * B : (rank + 1) * B]]}
         if name == "buggy":
             distributed.gather_with_grad = _LocalOnlyGather.apply  # type: ignore[assignment]
-        loss, _ = simclr_objective(model, views, T)
+        loss, _ = simclr_objective(model, None, views, temperature=T)
         loss.backward()  # DDP averages the parameter gradients over the two ranks
         mean_loss = loss.detach().clone()
         dist.all_reduce(mean_loss)

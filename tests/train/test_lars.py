@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from orl.config import load_config
+from orl.data.sources import resolve_sources
 from orl.models.split_bn import SplitBatchNorm
 from orl.train.config import PretrainConfig
 from orl.train.lars import LARS, lars_param_groups
-from orl.train.setup import build_online, build_optimizer
+from orl.train.methods import build_method
+from orl.train.run import build_optimizer
 from tests.test_config import CONFIGS
 
 
@@ -69,9 +72,10 @@ def test_biases_and_batch_norm_are_excluded_from_decay_and_adaptation() -> None:
     assert (excluded["weight_decay"], excluded["adapt"]) == (0.0, False)
 
 
-def test_simclr_preset_builds_lars_with_every_bn_parameter_excluded() -> None:
-    cfg = load_config(PretrainConfig, CONFIGS / "demo_simclr.yaml", ["model.bn_splits=2"])
-    online = build_online(cfg)
+def test_simclr_preset_builds_lars_with_every_bn_parameter_excluded(image_dir: Path) -> None:
+    settings = ["model.bn_splits=2", f"data={image_dir}"]
+    cfg = load_config(PretrainConfig, CONFIGS / "demo_simclr.yaml", settings)
+    online = build_method(cfg, resolve_sources(cfg.data)).online
     opt = build_optimizer(online, cfg)
     assert isinstance(opt, LARS)
     adapted, excluded = ({id(p) for p in g["params"]} for g in opt.param_groups)

@@ -9,13 +9,14 @@ import pytest
 import torch
 
 from orl.cli import main
-from orl.config import load_config
+from orl.config import ConfigError, load_config
 from orl.data.sources import resolve_sources
 from orl.losses import symmetric_byol_loss, weighted_branch_loss
 from orl.models.byol import Encoder, OnlineNetwork
 from orl.train.config import PretrainConfig
-from orl.train.setup import build_dataset, loss_weights
-from tests.data.test_roi_views import quadrant_images, quadrant_store
+from orl.train.methods import build_method
+from orl.train.orl import branch_weights
+from tests.train.test_orl_views import quadrant_images, quadrant_store
 
 BASE = {"data": ["unused"], "epochs": 1, "arch": "resnet18", "batch_size": 4}
 
@@ -70,7 +71,7 @@ def test_ablation_settings_build_only_the_used_branches(
     overrides: list[str], branches: list[str]
 ) -> None:
     cfg = load_config(PretrainConfig, None, ["method=orl", *overrides], base=BASE)
-    assert list(loss_weights(cfg)) == branches
+    assert list(branch_weights(cfg.orl)) == branches
 
 
 def test_multicrop_baseline_gives_two_global_and_four_small_views(image_dir: Path) -> None:
@@ -85,14 +86,16 @@ def test_multicrop_baseline_gives_two_global_and_four_small_views(image_dir: Pat
         ],
         base=BASE,
     )
-    sample = build_dataset(cfg, resolve_sources(cfg.data))[(0, 0)]
+    parts = build_method(cfg, resolve_sources(cfg.data))
+    sample = parts.dataset[(0, 0)]
     shapes = {b: [tuple(v.shape) for v in vs] for b, vs in sample.views.items()}
     assert shapes == {
         "image": [(3, 32, 32)] * 2,
         "crops0": [(3, 16, 16)] * 2,
         "crops1": [(3, 16, 16)] * 2,
     }
-    assert list(loss_weights(cfg)) == ["image", "crops0", "crops1"]
+    assert parts.branches == ("image", "crops0", "crops1")
+    assert list(parts.online.predictors) == ["image", "crops0", "crops1"]
 
 
 def test_orl_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) -> None:
@@ -127,6 +130,35 @@ def test_orl_end_to_end_through_the_cli(tiny_config: Path, tmp_path: Path) -> No
         "intra",
         "inter",
     }
+
+
+@pytest.mark.parametrize("zero", ["image", "intra", "inter"])
+def test_a_branch_weighted_zero_is_left_out_end_to_end(
+    tiny_config: Path, tmp_path: Path, zero: str
+) -> None:
+    folder = quadrant_images(tmp_path / "q", 16)
+    corr = quadrant_store(folder, tmp_path / "corr")
+    run = tmp_path / "orl"
+    sets = ["method=orl", f"data={folder}", "epochs=1", f"orl.{zero}_weight=0"]
+    args = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--corr", str(corr)]
+    assert main([*args, *(x for s in sets for x in ("--set", s))]) == 0
+    kept = {"image", "intra", "inter"} - {zero}
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {k for k in rows[0] if k.startswith("loss_")} == {f"loss_{b}" for b in kept}
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert {k.split(".")[1] for k in state["online"] if k.startswith("predictors.")} == kept
+
+
+@pytest.mark.parametrize(
+    "weights",
+    [
+        ["orl.image_weight=0", "orl.intra_weight=0", "orl.inter_weight=0"],
+        ["orl.intra_weight=-1"],
+    ],
+)
+def test_branch_weights_are_checked_where_they_are_parsed(weights: list[str]) -> None:
+    with pytest.raises(ConfigError, match="at least one must be positive"):
+        load_config(PretrainConfig, None, ["method=orl", *weights], base=BASE)
 
 
 def test_orl_refuses_a_store_of_another_data_set(

@@ -1,4 +1,5 @@
-"""The Figure-3 style pair gallery: right images, boxes drawn where the store says."""
+"""The Figure-3 style pair gallery (`orl viz pairs`): right images, boxes drawn where the store
+says, in the original frame whatever size the picture is decoded at."""
 
 from __future__ import annotations
 
@@ -7,20 +8,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from orl.cli import main
 from orl.data.sources import resolve_sources
-from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore, write_store
-from orl.viz.pairs import COLOURS, draw_pairs, pick_queries
+from orl.discover.store import FLAG_SKIPPED, write_store
+from orl.viz.pairs import COLOURS, GAP
 
 
-def test_gallery_draws_pair_boxes_and_skips_undecodable(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for i in range(3):
-        Image.new("RGB", (80, 80), (255, 255, 255)).save(photos / f"p{i}.png")
+def _store(photos: Path, corr: Path, boxes: list[np.ndarray]) -> None:
     images = resolve_sources([photos])
-    boxes = [np.array([[10, 10, 40, 40]]), np.array([[0, 0, 20, 20]]), np.array([[0, 0, 80, 80]])]
     write_store(
-        tmp_path / "corr",
+        corr,
         boxes,
         np.array([[1], [0], [0]]),
         [[np.zeros((1, 2))] for _ in range(3)],
@@ -28,11 +25,44 @@ def test_gallery_draws_pair_boxes_and_skips_undecodable(tmp_path: Path) -> None:
         pair_sims=[[np.array([0.75])] for _ in range(3)],
         flags=np.array([0, 0, FLAG_SKIPPED]),
     )
-    store = CorrespondenceStore.open(tmp_path / "corr", images.fingerprint)
-    assert pick_queries(store, 5) == [0, 1]
-    out = draw_pairs(store, images, tmp_path / "pairs.png", count=1, columns=1, height=80)
+
+
+def _draw(photos: Path, corr: Path, out: Path) -> np.ndarray:
+    argv = ["viz", "pairs", str(corr), "--data", str(photos), "--out", str(out)]
+    assert main([*argv, "--count", "5", "--columns", "1", "--height", "80"]) == 0
     with Image.open(out) as img:
-        px = np.asarray(img.convert("RGB"))
+        return np.asarray(img.convert("RGB"))
+
+
+def test_gallery_draws_pair_boxes_and_skips_undecodable(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (80, 80), (255, 255, 255)).save(photos / f"p{i}.png")
+    boxes = [np.array([[10, 10, 40, 40]]), np.array([[0, 0, 20, 20]]), np.array([[0, 0, 80, 80]])]
+    _store(photos, tmp_path / "corr", boxes)
+    px = _draw(photos, tmp_path / "corr", tmp_path / "pairs.png")
+    # one cell: image pair (0, 1) once, the skipped query 2 left out
+    assert px.shape[0] < 2 * 80
     assert tuple(px[10, 25]) == COLOURS[0]  # query box top edge at y=10 on a white image
-    assert tuple(px[40, 80 + 6 + 10]) == (255, 255, 255)  # below the neighbour box (ends y=20)
-    assert tuple(px[20, 80 + 6 + 10]) == COLOURS[1]
+    assert tuple(px[40, 80 + GAP + 10]) == (255, 255, 255)  # below the neighbour box (ends y=20)
+    assert tuple(px[20, 80 + GAP + 10]) == COLOURS[1]
+
+
+def test_boxes_are_rescaled_from_the_original_frame(tmp_path: Path) -> None:
+    """A 960 px JPEG is decoded at reduced size for an 80 px thumbnail; the box, given in
+    original pixels, still lands at a tenth of its coordinates."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (800, 800), (255, 255, 255)).save(photos / f"p{i}.jpg", quality=95)
+    boxes = [
+        np.array([[100, 100, 400, 400]]),
+        np.array([[0, 0, 200, 200]]),
+        np.array([[0, 0, 9, 9]]),
+    ]
+    _store(photos, tmp_path / "corr", boxes)
+    px = _draw(photos, tmp_path / "corr", tmp_path / "pairs.png").astype(int)
+    assert np.abs(px[10, 25] - COLOURS[0]).max() <= 2  # top edge at y = 100 / 10
+    assert np.abs(px[30, 49] - COLOURS[0]).max() <= 2  # right edge at x = 500 / 10
+    assert px[30, 70].min() >= 250  # outside the box: white

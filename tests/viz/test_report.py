@@ -20,9 +20,9 @@ from PIL import Image
 from tests.checkpoints import save_tiny_checkpoint
 
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, write_store
-from orl.viz.report import loss_series, write_report
-from orl.viz.report_document import md_escape
-from orl.viz.report_pairs import top_pairs
+from orl.viz.pairs import best_pairs
+from orl.viz.report import loss_series, report_blocks, write_report
+from orl.viz.report_document import Figure, md_escape
 from orl.viz.report_plots import PALETTE, Series, line_plot, nice_ticks
 
 FINGERPRINT = "fp-3f9c0e7d1a2b"
@@ -237,13 +237,28 @@ def test_missing_parts_render_as_not_run(tmp_path: Path) -> None:
     assert "## Evaluation\n\n*not run*" in (work / "r.md").read_text(encoding="utf-8")
 
 
-def test_top_pairs_keep_one_pair_per_image_pair_best_first(tmp_path: Path) -> None:
+def test_best_pairs_keep_one_pair_per_image_pair_best_first(tmp_path: Path) -> None:
     write_tiny_store(tmp_path / "corr")
-    picks = top_pairs(CorrespondenceStore.open(tmp_path / "corr"), 10)
+    picks = best_pairs(CorrespondenceStore.open(tmp_path / "corr"), 10)
     # 0 -> 1 (0.91) and 3 -> 2 (0.7) lose to the other direction; ties keep store order.
     assert [(p.query, p.neighbour) for p in picks] == [(1, 0), (2, 3), (0, 2), (1, 2), (3, 1)]
     assert picks[0].similarity == pytest.approx(0.95, abs=1e-3)
     assert picks[0].query_box == (20, 10, 24, 20) and picks[0].neighbour_box == (20, 10, 24, 20)
+
+
+def test_the_report_draws_as_many_photos_and_pairs_as_asked(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    write_run(work / "stage1", orl=False, seed=1)
+    write_tiny_store(work / "stage2")
+    photos = write_photos(tmp_path / "photos", 5)
+
+    def heights(photo_count: int, pair_count: int) -> dict[str, int]:
+        blocks = report_blocks(work, photos, 32, photos=photo_count, pairs=pair_count)
+        return {b.name: b.image.height for b in blocks if isinstance(b, Figure)}
+
+    few, many = heights(1, 1), heights(3, 4)
+    assert few["attention"] < many["attention"]  # one row per photo
+    assert few["stage2_top_pairs"] < many["stage2_top_pairs"]  # two cells per row
 
 
 def test_orl_loss_terms_are_separate_series_with_gaps_for_nulls() -> None:

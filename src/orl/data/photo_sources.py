@@ -1,6 +1,6 @@
 """Which packages ship real photographs, and which of their files are photos.
 
-The catalogue of ``docs/real-photos.md`` as data: one ``PhotoSource`` per wheel or Debian package.
+The demo photos' catalogue (`orl photos`) as data: one ``PhotoSource`` per wheel or Debian package.
 Files are chosen by explicit allow-lists (regular expressions matched against the whole member
 path) rather than by extension, because these packages also carry calibration boards, logos,
 masks, renders, paintings and the lena / monalisa images that we leave out on purpose.

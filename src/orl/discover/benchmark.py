@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from orl.config import load_config
+from orl.config import add_set_option, load_config
 from orl.discover.config import DiscoverConfig
 from orl.discover.pipeline import discover
 from orl.discover.store import CorrespondenceStore
@@ -42,13 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoint", type=Path, required=True)
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--set", action="append", default=[])
+    add_set_option(p, "--set k=10")
     args = p.parse_args(argv)
-    cfg = load_config(DiscoverConfig, None, args.set)
+    cfg = load_config(DiscoverConfig, None, args.overrides)
     warp_dir = discover(cfg, args.checkpoint, args.data, args.out / "warp", resume=True)
     cache = str(args.out / "warp" / "cache" / "proposals")
     align_cfg = load_config(
-        DiscoverConfig, None, [*args.set, "roi_mode=roi-align", f"proposal_cache={cache}"]
+        DiscoverConfig, None, [*args.overrides, "roi_mode=roi-align", f"proposal_cache={cache}"]
     )
     align_dir = discover(align_cfg, args.checkpoint, args.data, args.out / "align", resume=True)
     report: dict[str, object] = {}

@@ -1,4 +1,4 @@
-"""Command-line entry points of stage 2: `orl discover`, `orl corr ...`, `orl viz pairs`.
+"""Command-line entry points of stage 2: `orl discover` and `orl corr ...`.
 
 Thin: each handler parses, calls one library function and returns an exit code. User-input
 errors are ValueError subclasses with one-line messages (the top-level CLI maps them to exit 2).
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from orl.config import load_config
+from orl.config import add_set_option, load_config
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.inspect import format_summary, store_summary
@@ -19,14 +19,13 @@ from orl.discover.interop import export_authors_json, import_authors_json
 from orl.discover.pipeline import run_discover
 from orl.discover.proposals import parse_authors_proposals, write_proposal_file
 from orl.discover.store import CorrespondenceStore
-from orl.viz.pairs import draw_pairs
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def _discover(args: argparse.Namespace) -> int:
-    overrides = list(args.set or [])
+    overrides = list(args.overrides)
     if args.boxes:
         overrides.append(f"boxes={args.boxes}")
     cfg = load_config(DiscoverConfig, args.config, overrides)
@@ -72,14 +71,6 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _viz_pairs(args: argparse.Namespace) -> int:
-    images = resolve_sources(args.data)
-    store = CorrespondenceStore.open(args.corr_dir, images.fingerprint)
-    draw_pairs(store, images, args.out, count=args.count, columns=args.columns)
-    print(f"wrote {args.out}")
-    return 0
-
-
 def _add_repeated_data(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--data",
@@ -89,14 +80,14 @@ def _add_repeated_data(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_parsers(subparsers: SubParsers) -> SubParsers:
-    """Register `discover`, `corr` and `viz`; returns viz's sub-parsers (for `viz attention`)."""
+def add_parsers(subparsers: SubParsers) -> None:
+    """Register `discover` and `corr`."""
     p = subparsers.add_parser("discover", help="stage 2: correspondence discovery")
     p.add_argument("--checkpoint", type=Path, required=True, help="stage-1 RUN/checkpoints/last.pt")
     p.add_argument("--data", nargs="+", required=True, help="image folder, .txt list or COCO json")
     p.add_argument("--out", type=Path, required=True, help="CORR_DIR for the store")
     p.add_argument("--config", type=Path, default=None, help="YAML with DiscoverConfig settings")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    add_set_option(p, "--set k=10 --set ss_max_side=320")
     p.add_argument("--boxes", choices=("selective-search", "coco-gt", "file"), default=None)
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.set_defaults(func=_discover)
@@ -123,14 +114,3 @@ def add_parsers(subparsers: SubParsers) -> SubParsers:
     s.add_argument("corr_dir", type=Path)
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=_inspect)
-
-    viz = subparsers.add_parser("viz", help="pictures")
-    viz_sub = viz.add_subparsers(dest="viz_command", required=True)
-    v = viz_sub.add_parser("pairs", help="a gallery of discovered RoI pairs (paper Fig. 3)")
-    v.add_argument("corr_dir", type=Path)
-    v.add_argument("--data", nargs="+", required=True)
-    v.add_argument("--out", type=Path, required=True)
-    v.add_argument("--count", type=int, default=12)
-    v.add_argument("--columns", type=int, default=3)
-    v.set_defaults(func=_viz_pairs)
-    return viz_sub

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from orl.artifacts import atomic_write_bytes
-from orl.config import to_dict
+from orl.checkpoint import CheckpointError
+from orl.config import settings_key, to_dict
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.proposals import coco_gt_boxes, default_workers, read_proposal_file
-from orl.discover.shards import Shards, load_npz, settings_key
+from orl.discover.shards import Shards, load_npz
 from orl.discover.steps import (
     Context,
     RawSource,
@@ -39,9 +40,8 @@ from orl.discover.steps import (
     roi_step,
 )
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, write_store_arrays
+from orl.distributed import barrier, init_distributed
 from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import CheckpointError
-from orl.train.distributed import barrier, init_distributed
 
 
 class DiscoverError(ValueError):
@@ -61,18 +61,18 @@ def _step_dirs(cfg: DiscoverConfig, images: ImageList, out: Path, ckpt_sha: str)
     proposal_keys = [c[k] for k in ("ss_mode", "ss_max_side", "ss_seed")]
     cache = Path(cfg.proposal_cache) if cfg.proposal_cache else out / "cache" / "proposals"
     base = [images.fingerprint, cfg.shard_size]
-    embed = settings_key(base, ckpt_sha, cfg.knn_resize, cfg.knn_crop)
+    embed = settings_key(base, ckpt_sha, cfg.knn_resize, cfg.knn_crop, length=16)
     boxes = [cfg.boxes, cfg.proposal_file, proposal_keys, cfg.min_size, cfg.max_aspect]
     boxes += [cfg.max_iou, cfg.max_boxes]
     roi_keys = [c[k] for k in ("roi_mode", "roi_size", "roi_align_side", "roi_align_output")]
-    roi = settings_key(base, ckpt_sha, embed, boxes, roi_keys, cfg.roi_feature_dtype)
-    knn = settings_key(embed, cfg.k)
+    roi = settings_key(base, ckpt_sha, embed, boxes, roi_keys, cfg.roi_feature_dtype, length=16)
+    knn = settings_key(embed, cfg.k, length=16)
     return {
-        "proposals": cache / f"ss-{settings_key(proposal_keys)}",
+        "proposals": cache / f"ss-{settings_key(proposal_keys, length=16)}",
         "embed": out / "work" / f"embed-{embed}",
         "knn": out / "work" / f"knn-{knn}",
         "roi": out / "work" / f"roi-{roi}",
-        "pairs": out / "work" / f"pairs-{settings_key(roi, knn, cfg.pair_ratio)}",
+        "pairs": out / "work" / f"pairs-{settings_key(roi, knn, cfg.pair_ratio, length=16)}",
     }
 
 

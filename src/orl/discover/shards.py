@@ -9,13 +9,10 @@ a finished one).
 
 from __future__ import annotations
 
-import hashlib
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -35,12 +32,6 @@ class Shards:
 
     def of_rank(self, rank: int, world: int) -> list[int]:
         return [s for s in range(len(self)) if s % world == rank]
-
-
-def settings_key(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable settings: names the folder of a step's shards."""
-    blob = json.dumps(parts, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def save_npz(arrays: Mapping[str, np.ndarray], path: Path) -> None:

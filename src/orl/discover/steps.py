@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
+from orl.config import settings_key
 from orl.data.decode import UnusableImage, decode_image, load_rgb, oriented_size
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
@@ -25,7 +26,7 @@ from orl.discover.knn import knn_search
 from orl.discover.pairs import top_pairs
 from orl.discover.proposals import SearchTask, image_seed, search_many
 from orl.discover.roi import embed_rois_align, embed_rois_warp
-from orl.discover.shards import Shards, load_npz, save_npz, settings_key
+from orl.discover.shards import Shards, load_npz, save_npz
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, offsets_of
 from orl.models.byol import Encoder
 
@@ -64,7 +65,7 @@ class Context:
 def proposal_file(ctx: Context, s: int) -> Path:
     """Raw proposals are keyed by the images' identity, not their position: reusable elsewhere."""
     ids = [(ctx.images.relpath(i), int(ctx.images.sizes[i])) for i in ctx.shards.range(s)]
-    return ctx.dirs["proposals"] / f"{settings_key(ids)}.npz"
+    return ctx.dirs["proposals"] / f"{settings_key(ids, length=16)}.npz"
 
 
 def proposals_step(ctx: Context, workers: int) -> int:

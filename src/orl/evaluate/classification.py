@@ -1,25 +1,31 @@
-"""Data, schedule, metrics and resume shared by the two SGD protocols (linear and semi-supervised).
+"""What the two SGD protocols (linear and semi-supervised) share: data, schedule, the epoch loop
+with its resume and DDP, metrics.
 
 Under torchrun each rank reads a disjoint shard (DistributedSampler for training, a strided slice
-without padding for validation, so every image is counted exactly once).
+without padding for validation, so every image is counted exactly once). The state a run resumes
+from is one file per report (`<out stem>.state.pt` beside `--out`), stamped with the evaluated
+checkpoint and every setting, so `--resume` never continues another model's or setting's run.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
+from orl.checkpoint import atomic_save, safe_torch_load
+from orl.distributed import DistInfo, all_reduce_mean, barrier
 from orl.evaluate.inputs import EvalInputError, require_dir
-from orl.train.checkpoint import atomic_save
-from orl.train.distributed import DistInfo, all_reduce_mean
 
 
 def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:
@@ -92,14 +98,104 @@ def reduce_counts(counts: Sequence[float], dist: DistInfo) -> list[float]:
     return [float(v) * dist.world_size for v in mean]
 
 
-def save_run_state(path: Path, state: dict[str, Any]) -> None:
+@dataclass(frozen=True)
+class StateFile:
+    """Where a protocol keeps its state after each epoch, and what that state belongs to: `stamp`
+    (checkpoint identity, settings, inputs) must match for `--resume` to continue it."""
+
+    path: Path
+    stamp: dict[str, Any]
+
+
+def state_path(out: Path) -> Path:
+    """`r/byol.json` -> `r/byol.state.pt`: one resumable state per report."""
+    return out.with_name(f"{out.stem}.state.pt")
+
+
+def save_run_state(state: StateFile, variables: dict[str, Any]) -> None:
     """Atomic write of the named run variables (epoch, step, model, optimizer, history)."""
-    atomic_save(state, path)
+    atomic_save({"stamp": state.stamp, **variables}, state.path)
 
 
-def load_run_state(path: Path) -> dict[str, Any]:
-    """Read a run state written by `save_run_state` (weights_only: no pickled code is run)."""
-    if not path.is_file():
-        raise EvalInputError(f"{path}: nothing to resume from; drop --resume to start afresh")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
-    return state
+def load_run_state(state: StateFile) -> dict[str, Any]:
+    """The variables `save_run_state` wrote, refused with one line if another run wrote them
+    or if the file holds anything but tensors and plain data (`safe_torch_load`)."""
+    if not state.path.is_file():
+        raise EvalInputError(f"{state.path}: nothing to resume from; drop --resume to start afresh")
+    loaded = safe_torch_load(state.path)
+    saved: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
+    stamp = saved.get("stamp")
+    if not isinstance(stamp, dict):
+        stamp = {}
+    for key, value in state.stamp.items():
+        if stamp.get(key) != value:
+            what = key
+            if key == "settings" and isinstance(old := stamp.get(key), dict):
+                what = next((f"setting '{k}'" for k in value if old.get(k) != value[k]), key)
+            raise EvalInputError(
+                f"{state.path}: saved by another run ({what} differs); drop --resume to start "
+                "afresh or choose another --out"
+            )
+    return saved
+
+
+BatchLoss = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class SGDRun:
+    """What the epoch loop trains: `model` (the module saved and restored), its optimizer, the lr
+    of every parameter group at every step, the data, and the loss of a batch."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    lrs: Sequence[np.ndarray]  # one per parameter group, indexed by the global step
+    loader: DataLoader[Any]
+    sampler: DistributedSampler[Any]
+    batch_loss: BatchLoss  # (the possibly DDP-wrapped model, images, targets) -> loss
+
+
+def train_epochs(
+    run: SGDRun,
+    epochs: int,
+    seed: int,
+    dist: DistInfo,
+    state: StateFile | None = None,
+    resume: bool = False,
+) -> list[dict[str, float]]:
+    """SGD over `epochs` epochs, saving `state` after each one (rank 0) and continuing from it with
+    `resume`; returns the mean loss of every epoch. Resume is exact: the data order and the
+    augmentation draws depend on (seed, epoch) only."""
+    start, step, history = 0, 0, []
+    if resume and state is not None:
+        saved = load_run_state(state)
+        run.model.load_state_dict(saved["model"])
+        run.optimizer.load_state_dict(saved["optimizer"])
+        start, step, history = saved["epoch"], saved["step"], list(saved["history"])
+    model = run.model
+    if dist.world_size > 1:
+        ids = [dist.local_rank] if dist.device.type == "cuda" else None
+        model = DistributedDataParallel(run.model, device_ids=ids)
+    for epoch in range(start, epochs):
+        run.sampler.set_epoch(epoch)
+        torch.manual_seed(seed + epoch)
+        model.train()
+        total, batches = 0.0, 0
+        for images, targets in run.loader:
+            for group, lrs in zip(run.optimizer.param_groups, run.lrs, strict=True):
+                group["lr"] = float(lrs[step])
+            loss = run.batch_loss(model, images.to(dist.device), targets.to(dist.device))
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            step += 1
+            total, batches = total + loss.item(), batches + 1
+        history.append({"epoch": epoch + 1, "loss": total / max(batches, 1)})
+        if state is not None and dist.is_main:
+            save_run_state(
+                state,
+                {"epoch": epoch + 1, "step": step, "model": run.model.state_dict(),
+                 "optimizer": run.optimizer.state_dict(), "history": history},
+            )  # fmt: skip
+        barrier()
+    return history

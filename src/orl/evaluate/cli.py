@@ -7,19 +7,20 @@ table and writes its JSON report.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from orl.artifacts import atomic_write_text
-from orl.evaluate.classification import image_folder, train_transform
+from orl.config import add_set_option, override, to_dict
+from orl.distributed import cleanup, init_distributed
+from orl.evaluate.classification import StateFile, image_folder, state_path, train_transform
 from orl.evaluate.corr_quality import format_corr_quality, score_correspondences
-from orl.evaluate.export import FORMATS, export_weights
+from orl.evaluate.export import FORMATS, export_hub_folder, export_weights
 from orl.evaluate.features import (
     POOLS,
     SVM_LAYERS,
@@ -30,38 +31,17 @@ from orl.evaluate.features import (
     parse_layers,
     svm_transform,
 )
-from orl.evaluate.inputs import EvalInputError, Weights, load_weights, random_weights
+from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.knn import knn_scores, topk_accuracy
 from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
 from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
+from orl.evaluate.model_card import read_results, training_facts
 from orl.evaluate.scenes import evaluate_scenes, format_scenes
 from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset_indices
 from orl.evaluate.svm import COSTS
 from orl.evaluate.voc07 import SplitFeatures, evaluate_voc07, format_voc07, voc2007_root
 from orl.models.backbone import build_backbone
-from orl.train.distributed import cleanup, init_distributed
-
-Cfg = TypeVar("Cfg")
-
-
-def apply_overrides(cfg: Cfg, items: Sequence[str]) -> Cfg:
-    """`--set epochs=2 --set batch_size=8` on a frozen config dataclass (typed by its fields)."""
-    types = {f.name: str(f.type) for f in dataclasses.fields(cfg)}  # type: ignore[arg-type]
-    changes: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or key not in types:
-            raise EvalInputError(f"--set {item}: expected KEY=VALUE with KEY in {', '.join(types)}")
-        kind = types[key]
-        try:
-            if kind.startswith("tuple"):
-                cast = float if "float" in kind else str
-                changes[key] = tuple(cast(v) for v in value.split(",") if v)
-            else:
-                changes[key] = {"int": int, "float": float}.get(kind, str)(value)
-        except ValueError as exc:
-            raise EvalInputError(f"--set {item}: {key} must be {kind}") from exc
-    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
+from orl.models.pretrained import Pretrained
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -83,9 +63,13 @@ def _cache_dir(args: argparse.Namespace) -> Path:
     return Path.home() / ".cache" / "orl" / "features"
 
 
-def _voc_features(args: argparse.Namespace, weights: Weights) -> SplitFeatures:
+def _voc_features(args: argparse.Namespace, weights: Pretrained) -> SplitFeatures:
     """Cached extractor for the VOC07 splits (one forward for every missing depth)."""
-    backbone, device, root = weights.build(), _device(args.device), voc2007_root(Path(args.voc))
+    backbone, device, root = (
+        weights.build_backbone(),
+        _device(args.device),
+        voc2007_root(Path(args.voc)),
+    )
 
     def features(split: str, paths: Sequence[Path], layers: Sequence[str]) -> dict[str, np.ndarray]:
         return cached_features(
@@ -149,15 +133,32 @@ def _folders(args: argparse.Namespace, train_tf: Any, val_tf: Any) -> tuple[Any,
     return train, val
 
 
+def _state_file(args: argparse.Namespace, weights: Pretrained, cfg: Any) -> StateFile | None:
+    """`<out stem>.state.pt` beside `--out`, stamped with the checkpoint, settings and folders."""
+    if args.out is None:
+        if args.resume:
+            raise EvalInputError("--resume: also pass --out (the run's state is kept beside it)")
+        return None
+    folders = ("train", "subset", "val")
+    inputs = {k: str(Path(getattr(args, k)).resolve()) for k in folders if hasattr(args, k)}
+    stamp = {
+        "protocol": args.eval_command,
+        "checkpoint": weights.identity,
+        "settings": to_dict(cfg),
+        "inputs": inputs,
+    }
+    return StateFile(state_path(Path(args.out)), stamp)
+
+
 def run_linear(args: argparse.Namespace) -> int:
-    cfg = apply_overrides(linear_config(args.preset), args.set)
+    cfg = override(linear_config(args.preset), args.overrides)
     parse_layers(",".join(cfg.layers))
     dist = init_distributed(args.device)
     weights = load_weights(args.checkpoint, args.seed)
     train, val = _folders(args, train_transform(), center_crop_transform())
-    run_dir = Path(args.out).parent if args.out else None
+    state = _state_file(args, weights, cfg)
     report = train_linear(
-        weights.build(), train, val, len(train.classes), cfg, dist, run_dir, args.resume
+        weights.build_backbone(), train, val, len(train.classes), cfg, dist, state, args.resume
     )
     report["checkpoint"] = weights.identity
     text = "\n".join(
@@ -170,15 +171,15 @@ def run_linear(args: argparse.Namespace) -> int:
 
 
 def run_semi(args: argparse.Namespace) -> int:
-    cfg = apply_overrides(semi_config(args.preset), args.set)
+    cfg = override(semi_config(args.preset), args.overrides)
     dist = init_distributed(args.device)
     weights = load_weights(args.checkpoint, args.seed)
     train, val = _folders(args, train_transform(), center_crop_transform())
     indices = subset_indices(train, Path(args.subset))
     _, width = build_backbone(weights.arch)
-    run_dir = Path(args.out).parent if args.out else None
+    state = _state_file(args, weights, cfg)
     report = finetune(
-        weights.build(),
+        weights.build_backbone(),
         width,
         train,
         indices,
@@ -186,7 +187,7 @@ def run_semi(args: argparse.Namespace) -> int:
         len(train.classes),
         cfg,
         dist,
-        run_dir,
+        state,
         args.resume,
     )
     report["checkpoint"] = weights.identity
@@ -201,7 +202,7 @@ def run_semi(args: argparse.Namespace) -> int:
 
 def run_knn(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint, args.seed)
-    backbone, device = weights.build(), _device(args.device)
+    backbone, device = weights.build_backbone(), _device(args.device)
     tf = center_crop_transform()
     train, val = _folders(args, tf, tf)
     feats = []
@@ -238,7 +239,7 @@ def run_scenes(args: argparse.Namespace) -> int:
         else load_weights(args.checkpoint, args.seed)
     )
     report = evaluate_scenes(
-        Path(args.scenes), weights.build(), image_size=args.image_size,
+        Path(args.scenes), weights.build_backbone(), image_size=args.image_size,
         crop_size=args.crop_size, baselines=args.baselines, seed=args.seed,
         costs=_costs(args.costs), batch_size=args.batch_size, device=_device(args.device),
         jobs=args.jobs,
@@ -254,7 +255,16 @@ def run_corr(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     weights = load_weights(args.checkpoint, args.seed)
-    out = export_weights(weights, args.format, Path(args.out))
+    if args.results and args.format != "safetensors":
+        raise EvalInputError("--results goes into the model card: use it with --format safetensors")
+    if args.format == "safetensors":
+        facts = (
+            training_facts(Path(args.checkpoint)) if weights.identity.startswith("orl:") else None
+        )
+        results = read_results([Path(r) for r in args.results], weights)
+        out = export_hub_folder(weights, Path(args.out), facts, results)
+    else:
+        out = export_weights(weights, args.format, Path(args.out))
     print(f"wrote {out} ({args.format}, {weights.arch}, from {weights.identity})")
     return 0
 
@@ -276,6 +286,13 @@ def _extraction(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=4, help="data-loading processes")
+
+
+def _sgd_options(p: argparse.ArgumentParser, example: str) -> None:
+    add_set_option(p, example)
+    p.add_argument(
+        "--resume", action="store_true", help="continue from <out stem>.state.pt beside --out"
+    )
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -310,7 +327,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
             p.add_argument(
                 "--select-c-on-test",
                 action="store_true",
-                help="original benchmark: best cost on test (optimistic)",
+                help="original benchmark: one cost per k, best test mAP over the samples "
+                "(optimistic)",
             )
 
     p = sub.add_parser("linear", help="linear probes per depth (Table 1); torchrun-ready")
@@ -318,15 +336,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--train", required=True)
     p.add_argument("--val", required=True)
     p.add_argument("--preset", choices=sorted(PRESET_EPOCHS), default="imagenet")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        help="override, e.g. epochs=1, batch_size=32, layers=feat5",
-    )
-    p.add_argument(
-        "--resume", action="store_true", help="continue from <out folder>/linear_last.pt"
-    )
+    _sgd_options(p, "--set epochs=1 --set layers=[feat4,feat5]")
     p.set_defaults(func=run_linear)
 
     p = sub.add_parser("semi", help="1%% / 10%% fine-tuning (Table 3); torchrun-ready")
@@ -335,10 +345,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--subset", required=True, help="SimCLR list of labelled file names")
     p.add_argument("--val", required=True)
     p.add_argument("--preset", choices=sorted(PRESET_WEIGHT_DECAY), default="1pct")
-    p.add_argument(
-        "--set", action="append", default=[], help="override, e.g. epochs=1, batch_size=32"
-    )
-    p.add_argument("--resume", action="store_true", help="continue from <out folder>/semi_last.pt")
+    _sgd_options(p, "--set epochs=1 --set decay_at=[0.6,0.8]")
     p.set_defaults(func=run_semi)
 
     p = sub.add_parser("knn", help="weighted kNN probe (DINO-style)")
@@ -374,12 +381,19 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.set_defaults(func=run_corr)
 
     p = subparsers.add_parser(
-        "export", help="backbone as torchvision state dict or Detectron2 pickle"
+        "export", help="backbone for torchvision, timm, Detectron2, or a Hugging Face folder"
     )
     p.add_argument(
         "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--format", choices=FORMATS, required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="a file (a folder for safetensors)")
+    p.add_argument(
+        "--results",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="`orl eval ... --out` report of this checkpoint for the model card (repeatable)",
+    )
     p.set_defaults(func=run_export)

@@ -28,6 +28,7 @@ from torchvision.ops import box_iou
 from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore
 from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.scene_data import SceneSplit, read_scene_split
+from orl.progress import progress
 
 IOU_MIN = 0.5
 
@@ -50,21 +51,24 @@ def _groups(owner: np.ndarray, n: int) -> list[np.ndarray]:
 
 
 def _iou_blocks(
-    boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit
+    boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit, desc: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
     """Per image with boxes and objects: (box rows, object rows, IoU matrix)."""
     n = len(truth)
     gt = torch.from_numpy(xyxy(truth.obj_box))
     candidates = torch.from_numpy(xyxy(boxes))
-    for rows, objs in zip(_groups(owner, n), _groups(truth.obj_image, n), strict=True):
+    groups = zip(_groups(owner, n), _groups(truth.obj_image, n), strict=True)
+    for rows, objs in progress(groups, total=n, desc=desc, unit="img"):
         if len(rows) and len(objs):
             yield rows, objs, box_iou(candidates[rows], gt[objs])
 
 
-def best_objects(boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit) -> np.ndarray:
+def best_objects(
+    boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit, desc: str = "boxes to objects"
+) -> np.ndarray:
     """For each xywh box of image `owner`: its best-IoU object (row of `truth`), -1 below 0.5."""
     match = np.full(len(boxes), -1, dtype=np.int64)
-    for rows, objs, iou in _iou_blocks(boxes, owner, truth):
+    for rows, objs, iou in _iou_blocks(boxes, owner, truth, desc):
         best, arg = iou.max(dim=1)
         hit = (best >= IOU_MIN).numpy()
         match[rows[hit]] = objs[arg.numpy()[hit]]
@@ -74,7 +78,7 @@ def best_objects(boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit) -> np.
 def objects_recalled(boxes: np.ndarray, owner: np.ndarray, truth: SceneSplit) -> np.ndarray:
     """For each object: does some box of its image reach IoU >= 0.5 with it."""
     hit = np.zeros(len(truth.obj_image), dtype=bool)
-    for _, objs, iou in _iou_blocks(boxes, owner, truth):
+    for _, objs, iou in _iou_blocks(boxes, owner, truth, "objects recalled"):
         hit[objs] = (iou.max(dim=0).values >= IOU_MIN).numpy()
     return hit
 
@@ -220,7 +224,7 @@ def score_correspondences(
     rng = np.random.default_rng(seed)
     owners = np.concatenate([q[kept_pair], nb[kept_pair]])
     placed = random_boxes_like(np.concatenate([boxes[left], boxes[right]]), owners, truth, rng)
-    placed_match = best_objects(placed, owners, truth)
+    placed_match = best_objects(placed, owners, truth, "random boxes to objects")
     half = len(left)
     for name, value in pair_shares(placed_match[:half], placed_match[half:], truth).items():
         out[f"random_boxes_pairs_{name}"] = value

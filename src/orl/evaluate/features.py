@@ -33,6 +33,7 @@ from orl.artifacts import atomic_save_npy
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
 from orl.evaluate.inputs import EvalInputError
 from orl.models.backbone import stage_features
+from orl.progress import progress
 
 
 @dataclass(frozen=True)
@@ -138,13 +139,15 @@ def extract_features(
     backbone = backbone.eval().to(device)
     loader = DataLoader(ImageList(paths, transform), batch_size=batch_size, num_workers=workers)
     out: dict[str, np.ndarray] = {}
-    for images, index in loader:
-        pooled = pool_maps(stage_features(backbone, images.to(device)), layers)
-        for name, feats in pooled.items():
-            flat = feats.flatten(1).float().cpu().numpy()
-            if name not in out:
-                out[name] = np.empty((len(paths), flat.shape[1]), dtype=np.float32)
-            out[name][index.numpy()] = flat
+    with progress(total=len(paths), desc="features", unit="img") as bar:
+        for images, index in loader:
+            pooled = pool_maps(stage_features(backbone, images.to(device)), layers)
+            for name, feats in pooled.items():
+                flat = feats.flatten(1).float().cpu().numpy()
+                if name not in out:
+                    out[name] = np.empty((len(paths), flat.shape[1]), dtype=np.float32)
+                out[name][index.numpy()] = flat
+            bar.update(len(index))
     return out
 
 

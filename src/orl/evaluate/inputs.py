@@ -7,45 +7,28 @@ Tables 1-4 ("Random" rows).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
-from torch import nn
 
+from orl.checkpoint import CheckpointError, file_sha256, safe_torch_load
 from orl.models.backbone import ARCHS, build_backbone
-from orl.models.pretrained import load_pretrained
-from orl.train.checkpoint import CheckpointError, file_sha256, safe_torch_load
+from orl.models.pretrained import Pretrained, load_pretrained
 
 
 class EvalInputError(ValueError):
     """Unusable user input; the message is one line naming the file and the fix."""
 
 
-@dataclass(frozen=True)
-class Weights:
-    """A backbone to evaluate: torchvision keys without `fc`, and a stable identity for caches."""
-
-    arch: str
-    state: dict[str, torch.Tensor]
-    identity: str
-
-    def build(self) -> nn.Module:
-        """The ResNet with `fc` = identity, frozen weights loaded strictly, in eval mode."""
-        net, _ = build_backbone(self.arch)
-        net.load_state_dict(self.state, strict=True)
-        return net.eval()
-
-
-def random_weights(arch: str, seed: int = 0) -> Weights:
+def random_weights(arch: str, seed: int = 0) -> Pretrained:
     """Seeded random initialisation (torchvision's own init), without touching the global RNG."""
     if arch not in ARCHS:
         raise EvalInputError(f"random:{arch}: unknown arch; use random:<{'|'.join(ARCHS)}>")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net, _ = build_backbone(arch)
-    return Weights(arch, dict(net.state_dict()), f"random:{arch}:seed{seed}")
+    return Pretrained(arch, dict(net.state_dict()), f"random:{arch}:seed{seed}")
 
 
 def _infer_arch(state: dict[str, torch.Tensor]) -> str | None:
@@ -58,7 +41,7 @@ def _infer_arch(state: dict[str, torch.Tensor]) -> str | None:
     return None
 
 
-def load_weights(spec: str, seed: int = 0) -> Weights:
+def load_weights(spec: str, seed: int = 0) -> Pretrained:
     """Resolve `--checkpoint`: `random:ARCH`, an orl checkpoint, or a torchvision state dict."""
     if spec.startswith("random:"):
         return random_weights(spec.split(":", 1)[1], seed)
@@ -74,15 +57,15 @@ def load_weights(spec: str, seed: int = 0) -> Weights:
         raise EvalInputError(str(exc)) from exc
     if isinstance(obj, dict) and obj.get("format") == "orl-checkpoint":
         try:
-            pre = load_pretrained(path)
+            return load_pretrained(path)
         except CheckpointError as exc:
             raise EvalInputError(str(exc)) from exc
-        return Weights(pre.arch, pre.backbone, f"orl:{pre.sha256}")
     if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         state = {k: v for k, v in obj.items() if not k.startswith("fc.")}
         arch = _infer_arch(state)
         if arch is not None:
-            return Weights(arch, state, f"torchvision:{file_sha256(path)}")
+            sha256 = file_sha256(path)
+            return Pretrained(arch, state, f"torchvision:{sha256}", sha256=sha256)
     raise EvalInputError(
         f"{path}: neither an orl checkpoint nor a torchvision ResNet state dict; export one with "
         "`orl export --format torchvision`"

@@ -11,27 +11,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset
 
+from orl.distributed import DistInfo
 from orl.evaluate.classification import (
+    SGDRun,
+    StateFile,
     eval_loader,
-    load_run_state,
     reduce_counts,
-    save_run_state,
     step_schedule,
     topk_correct,
+    train_epochs,
     train_loader,
 )
 from orl.evaluate.features import SVM_LAYERS, pool_maps
 from orl.models.backbone import stage_features
-from orl.train.distributed import DistInfo, barrier
 
 PRESET_EPOCHS = {"imagenet": 28, "places205": 14, "inat18": 84}
 
@@ -96,10 +95,10 @@ def train_linear(
     num_classes: int,
     cfg: LinearConfig,
     dist: DistInfo,
-    run_dir: Path | None = None,
+    state: StateFile | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Train the heads, evaluate every depth; with `run_dir` save a resumable state each epoch."""
+    """Train the heads, evaluate every depth; with `state` save a resumable state each epoch."""
     torch.manual_seed(cfg.seed)
     backbone = backbone.eval().to(dist.device)
     for p in backbone.parameters():
@@ -117,45 +116,15 @@ def train_linear(
     )
     loader, sampler = train_loader(train_data, cfg.batch_size, cfg.workers, dist, cfg.seed)
     lrs = step_schedule(cfg.lr, cfg.epochs, len(loader), thirds(cfg.epochs), 0.1)
-    state_path = run_dir / "linear_last.pt" if run_dir else None
-    start, step, history = 0, 0, []
-    if resume and state_path is not None:
-        saved = load_run_state(state_path)
-        heads.load_state_dict(saved["heads"])
-        opt.load_state_dict(saved["optimizer"])
-        start, step, history = saved["epoch"], saved["step"], list(saved["history"])
-    model = heads
-    if dist.world_size > 1:
-        ids = [dist.local_rank] if dist.device.type == "cuda" else None
-        model = DistributedDataParallel(heads, device_ids=ids)
-    for epoch in range(start, cfg.epochs):
-        sampler.set_epoch(epoch)
-        torch.manual_seed(
-            cfg.seed + epoch
-        )  # augmentation draws depend on the epoch only: exact resume
-        model.train()
-        total, batches = 0.0, 0
-        for images, targets in loader:
-            for group in opt.param_groups:
-                group["lr"] = float(lrs[step])
-            images, targets = images.to(dist.device), targets.to(dist.device)
-            with torch.no_grad():
-                pooled = pool_maps(stage_features(backbone, images), layers)
-            logits = model(pooled)
-            loss = torch.stack([F.cross_entropy(logits[n], targets) for n in layers]).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            total, batches = total + loss.item(), batches + 1
-        history.append({"epoch": epoch + 1, "loss": total / max(batches, 1)})
-        if state_path is not None and dist.is_main:
-            save_run_state(
-                state_path,
-                {"epoch": epoch + 1, "step": step, "heads": heads.state_dict(),
-                 "optimizer": opt.state_dict(), "history": history},
-            )  # fmt: skip
-        barrier()
+
+    def batch_loss(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            pooled = pool_maps(stage_features(backbone, images), layers)
+        logits = model(pooled)
+        return torch.stack([F.cross_entropy(logits[n], targets) for n in layers]).sum()
+
+    run = SGDRun(heads, opt, [lrs], loader, sampler, batch_loss)
+    history = train_epochs(run, cfg.epochs, cfg.seed, dist, state, resume)
     acc = evaluate_heads(backbone, heads, val_data, layers, cfg, dist)
     return {"protocol": "linear", "config": dataclasses.asdict(cfg), "history": history, **acc}
 

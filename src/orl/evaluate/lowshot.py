@@ -7,7 +7,8 @@ and max of the test mAP over the samples.
 
 Cost choice: by default by CV on the low-shot training set itself (folds = min(3, k)); k = 1
 cannot be cross-validated and uses C = 1.0. `select_on_test=True` reproduces the original
-benchmark, which keeps the cost with the best *test* AP per class (optimistic; labelled so).
+benchmark: every cost is scored on the test set and one cost per k is kept, the one with the best
+20-class mAP averaged over the samples (`original_cost_rule`; optimistic, labelled so).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from orl.evaluate.features import l2_normalize
-from orl.evaluate.svm import COSTS, ClassTask, run_svm_tasks
+from orl.evaluate.svm import COSTS, ClassTask, run_svm_tasks, test_ap_per_cost
 from orl.evaluate.voc07 import VOC_CLASSES, SplitFeatures, VocSplit, read_split
 
 SHOTS = (1, 2, 4, 8, 16, 32, 64, 96)
@@ -64,6 +65,28 @@ def sample_lowshot(labels: np.ndarray, k: int, seed: int) -> LowShotSample:
     return LowShotSample(k, seed, rows, targets)
 
 
+def original_cost_rule(ap: np.ndarray) -> tuple[int, np.ndarray]:
+    """The original benchmark's cost for one k: `ap[sample, class, cost]` is the test AP of every
+    (sample, class, cost). One cost serves every class and sample: the one whose 20-class mAP,
+    averaged over the samples, is highest (the first on ties). Returns its index and the
+    per-sample mAPs at it. It tunes on the test set, so the numbers are optimistic.
+    """
+    per_sample = ap.mean(axis=1)  # [sample, cost]
+    best = int(np.argmax(per_sample.mean(axis=0)))
+    return best, per_sample[:, best]
+
+
+def _stats(maps: np.ndarray, seeds: Sequence[int]) -> dict[str, Any]:
+    return {
+        "mean": float(np.mean(maps)),
+        "std": float(np.std(maps)),
+        "min": float(np.min(maps)),
+        "max": float(np.max(maps)),
+        "samples": [float(m) for m in maps],
+        "seeds": list(seeds),
+    }
+
+
 def lowshot_svm(
     trainval: VocSplit,
     test: VocSplit,
@@ -86,30 +109,21 @@ def lowshot_svm(
     tasks = [
         ClassTask(s.rows[c], s.targets[c], test.labels[:, c]) for s in samples for c in range(n_cls)
     ]
-    out = run_svm_tasks(
-        l2_normalize(x_train),
-        l2_normalize(x_test),
-        tasks,
-        costs,
-        select_on_test=select_on_test,
-        fallback_cost=FALLBACK_COST,
-        jobs=jobs,
-    )
+    x_train, x_test = l2_normalize(x_train), l2_normalize(x_test)
     per_k: dict[str, Any] = {}
-    for k in shots:
-        maps, seeds = [], []
-        for j, s in enumerate(samples):
-            if s.k == k:
-                maps.append(float(np.mean(out.ap[j * n_cls : (j + 1) * n_cls])))
-                seeds.append(s.seed)
-        per_k[str(k)] = {
-            "mean": float(np.mean(maps)),
-            "std": float(np.std(maps)),
-            "min": float(np.min(maps)),
-            "max": float(np.max(maps)),
-            "samples": maps,
-            "seeds": seeds,
-        }
+    if select_on_test:
+        ap, _ = test_ap_per_cost(x_train, x_test, tasks, costs, jobs)
+        ap = ap.reshape(len(shots), n_samples, n_cls, len(costs))
+        for j, k in enumerate(shots):
+            best, maps = original_cost_rule(ap[j])
+            seeds = [s.seed for s in samples[j * n_samples : (j + 1) * n_samples]]
+            per_k[str(k)] = {**_stats(maps, seeds), "cost": float(costs[best])}
+        return per_k
+    out = run_svm_tasks(x_train, x_test, tasks, costs, fallback_cost=FALLBACK_COST, jobs=jobs)
+    task_ap = np.array(out.ap).reshape(len(shots), n_samples, n_cls)
+    for j, k in enumerate(shots):
+        seeds = [s.seed for s in samples[j * n_samples : (j + 1) * n_samples]]
+        per_k[str(k)] = _stats(task_ap[j].mean(axis=1), seeds)
     return per_k
 
 
@@ -129,7 +143,7 @@ def evaluate_lowshot(
     train_feats = features("trainval", trainval.paths, layers)
     test_feats = features("test", test.paths, layers)
     selection = (
-        "test set (original benchmark; optimistic)"
+        "test set, one cost per k (original benchmark; optimistic)"
         if select_on_test
         else f"CV on the low-shot training set (k=1: fixed C={FALLBACK_COST})"
     )

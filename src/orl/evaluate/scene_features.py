@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
+from orl.progress import progress
 
 Featurizer = Callable[[torch.Tensor], torch.Tensor]
 HIST_BINS = 6
@@ -110,11 +111,17 @@ def crop_batches(
 
 
 def featurize(
-    batches: Iterator[torch.Tensor], featurizers: Mapping[str, Featurizer]
+    batches: Iterator[torch.Tensor],
+    featurizers: Mapping[str, Featurizer],
+    total: int | None = None,
+    desc: str = "features",
 ) -> dict[str, np.ndarray]:
-    """Run every featurizer on every batch (one pass over the images); float32 matrices."""
+    """Run every featurizer on every batch (one pass over the images); float32 matrices.
+
+    `total` (the number of batches) gives the progress bar its ETA.
+    """
     parts: dict[str, list[np.ndarray]] = {name: [] for name in featurizers}
-    for x in batches:
+    for x in progress(batches, total=total, desc=desc, unit="batch"):
         for name, f in featurizers.items():
             parts[name].append(f(x).numpy().astype(np.float32))
     return {name: np.concatenate(p) for name, p in parts.items()}

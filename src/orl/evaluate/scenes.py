@@ -48,7 +48,7 @@ BACKBONE = "backbone"
 
 def random_backbone(arch: str = "resnet18", seed: int = 0) -> nn.Module:
     """A seeded random-init backbone (torchvision's init): the benchmark's random reference."""
-    return random_weights(arch, seed).build()
+    return random_weights(arch, seed).build_backbone()
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +145,11 @@ def extract_split(
     """Decode the split once, then one pass over its scenes and one over its object crops."""
     pixels = decode_scenes(split)
     crops = crop_batches(pixels, split.obj_image, split.obj_box, crop_size, batch_size)
+    n_scenes, n_crops = (-(-n // batch_size) for n in (len(pixels), len(split.obj_image)))
     return SceneFeatures(
         split,
-        featurize(scene_batches(pixels, image_size, batch_size), featurizers),
-        featurize(crops, featurizers),
+        featurize(scene_batches(pixels, image_size, batch_size), featurizers, n_scenes, "scenes"),
+        featurize(crops, featurizers, n_crops, "object crops"),
     )
 
 

@@ -17,21 +17,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, Subset
 from torchvision import datasets
 
+from orl.distributed import DistInfo
 from orl.evaluate.classification import (
+    SGDRun,
+    StateFile,
     eval_loader,
-    load_run_state,
     reduce_counts,
-    save_run_state,
     step_schedule,
     topk_correct,
+    train_epochs,
     train_loader,
 )
 from orl.evaluate.inputs import EvalInputError
-from orl.train.distributed import DistInfo, barrier
 
 PRESET_WEIGHT_DECAY = {"1pct": 0.0, "10pct": 1e-4}
 
@@ -97,7 +97,7 @@ def finetune(
     num_classes: int,
     cfg: SemiConfig,
     dist: DistInfo,
-    run_dir: Path | None = None,
+    state: StateFile | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune on the labelled subset, then top-1 / top-5 on the validation set."""
@@ -118,41 +118,13 @@ def finetune(
     )
     milestones = [round(f * cfg.epochs) for f in cfg.decay_at]
     factors = step_schedule(1.0, cfg.epochs, len(loader), milestones, cfg.gamma)
-    state_path = run_dir / "semi_last.pt" if run_dir else None
-    start, step, history = 0, 0, []
-    if resume and state_path is not None:
-        saved = load_run_state(state_path)
-        net.load_state_dict(saved["model"])
-        opt.load_state_dict(saved["optimizer"])
-        start, step, history = saved["epoch"], saved["step"], list(saved["history"])
-    model: nn.Module = net
-    if dist.world_size > 1:
-        ids = [dist.local_rank] if dist.device.type == "cuda" else None
-        model = DistributedDataParallel(net, device_ids=ids)
-    for epoch in range(start, cfg.epochs):
-        sampler.set_epoch(epoch)
-        torch.manual_seed(
-            cfg.seed + epoch
-        )  # augmentation draws depend on the epoch only: exact resume
-        model.train()
-        total, batches = 0.0, 0
-        for images, targets in loader:
-            opt.param_groups[0]["lr"] = cfg.backbone_lr * float(factors[step])
-            opt.param_groups[1]["lr"] = head_lr * float(factors[step])
-            loss = F.cross_entropy(model(images.to(dist.device)), targets.to(dist.device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            total, batches = total + loss.item(), batches + 1
-        history.append({"epoch": epoch + 1, "loss": total / max(batches, 1)})
-        if state_path is not None and dist.is_main:
-            save_run_state(
-                state_path,
-                {"epoch": epoch + 1, "step": step, "model": net.state_dict(),
-                 "optimizer": opt.state_dict(), "history": history},
-            )  # fmt: skip
-        barrier()
+
+    def batch_loss(model: nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(model(images), targets)
+
+    lrs = [cfg.backbone_lr * factors, head_lr * factors]
+    run = SGDRun(net, opt, lrs, loader, sampler, batch_loss)
+    history = train_epochs(run, cfg.epochs, cfg.seed, dist, state, resume)
     top1, top5 = evaluate_net(net, val_data, cfg, dist)
     return {
         "protocol": "semi",

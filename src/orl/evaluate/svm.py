@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -19,6 +20,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from orl.evaluate.average_precision import voc_average_precision
+from orl.progress import progress
 
 # `parse_cost_list` of the benchmark: "1.0,10.0,100.0" plus 0.5**k for k in range(4, 20). The order
 # matters only for ties in CV AP, which `np.argmax` breaks towards the earlier cost, as there.
@@ -110,12 +112,40 @@ class ClassTask:
 
 @dataclass(frozen=True)
 class SvmOutcome:
-    """Per task: test AP, chosen cost, its CV AP per cost (empty when chosen on test), converged."""
+    """Per task: test AP, chosen cost, its CV AP per cost (empty without CV), converged."""
 
     ap: list[float]
     cost: list[float]
     cv_ap: list[list[float]]
     converged: list[bool]
+
+
+def _parallel(jobs: int, calls: Sequence[Any], desc: str) -> list[Any]:
+    """joblib's results in order, counted by a progress bar as they arrive."""
+    results = Parallel(n_jobs=jobs, return_as="generator")(calls)
+    return list(progress(results, total=len(calls), desc=desc, unit="fit"))
+
+
+def test_ap_per_cost(
+    x: np.ndarray,
+    x_test: np.ndarray,
+    tasks: Sequence[ClassTask],
+    costs: Sequence[float],
+    jobs: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Fit every task with every cost on all its rows: test AP and convergence, [task, cost].
+
+    The original low-shot benchmark scores every cost on the test set and picks one afterwards
+    (`lowshot.original_cost_rule`).
+    """
+    flat = _parallel(
+        jobs,
+        [delayed(_test_job)(x, t.rows, t.y, x_test, t.y_test, c) for t in tasks for c in costs],
+        "SVM fits",
+    )
+    shape = (len(tasks), len(costs))
+    ap = np.array([a for a, _ in flat], dtype=np.float64).reshape(shape)
+    return ap, np.array([ok for _, ok in flat], dtype=bool).reshape(shape)
 
 
 def run_svm_tasks(
@@ -124,34 +154,20 @@ def run_svm_tasks(
     tasks: Sequence[ClassTask],
     costs: Sequence[float] = COSTS,
     n_folds: int = 3,
-    select_on_test: bool = False,
     fallback_cost: float = 1.0,
     jobs: int = 1,
 ) -> SvmOutcome:
     """Choose each task's cost, fit on all its rows, score on the test set.
 
     Cost selection is k-fold CV AP on the training rows (folds = min(n_folds, positives)); a task
-    with a single positive cannot be cross-validated and uses `fallback_cost`. With
-    `select_on_test` every cost is fitted and the best test AP kept (the original low-shot
-    benchmark's choice, optimistic by construction).
+    with a single positive cannot be cross-validated and uses `fallback_cost`.
     """
-    parallel = Parallel(n_jobs=jobs)
-    if select_on_test:
-        flat = parallel(
-            delayed(_test_job)(x, t.rows, t.y, x_test, t.y_test, c) for t in tasks for c in costs
-        )
-        ap, cost, converged = [], [], []
-        for i in range(len(tasks)):
-            per_cost = flat[i * len(costs) : (i + 1) * len(costs)]
-            best = int(np.argmax([a for a, _ in per_cost]))
-            ap.append(per_cost[best][0])
-            cost.append(float(costs[best]))
-            converged.append(per_cost[best][1])
-        return SvmOutcome(ap, cost, [[] for _ in tasks], converged)
     folds = [min(n_folds, int((t.y == 1).sum())) for t in tasks]
     cv_jobs = [(i, c) for i, t in enumerate(tasks) if folds[i] >= 2 for c in costs]
-    cv_flat = parallel(
-        delayed(_cv_job)(x, tasks[i].rows, tasks[i].y, c, folds[i]) for i, c in cv_jobs
+    cv_flat = _parallel(
+        jobs,
+        [delayed(_cv_job)(x, tasks[i].rows, tasks[i].y, c, folds[i]) for i, c in cv_jobs],
+        "SVM cost CV",
     )
     cv_ap: list[list[float]] = [[] for _ in tasks]
     for (i, _), value in zip(cv_jobs, cv_flat, strict=True):
@@ -159,8 +175,12 @@ def run_svm_tasks(
     chosen = [
         choose_cost(cv_ap[i], costs) if cv_ap[i] else fallback_cost for i in range(len(tasks))
     ]
-    fitted = parallel(
-        delayed(_test_job)(x, t.rows, t.y, x_test, t.y_test, c)
-        for t, c in zip(tasks, chosen, strict=True)
+    fitted = _parallel(
+        jobs,
+        [
+            delayed(_test_job)(x, t.rows, t.y, x_test, t.y_test, c)
+            for t, c in zip(tasks, chosen, strict=True)
+        ],
+        "SVM fits",
     )
     return SvmOutcome([a for a, _ in fitted], chosen, cv_ap, [ok for _, ok in fitted])

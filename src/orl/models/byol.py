@@ -65,7 +65,7 @@ def make_target(encoder: Encoder) -> Encoder:
 
 
 @torch.no_grad()
-def project_views(target: Encoder, views: Views) -> dict[str, list[torch.Tensor]]:
+def project_views(target: nn.Module, views: Views) -> dict[str, list[torch.Tensor]]:
     """Target projections of every view (train-mode BN, like the online net)."""
     return {branch: [target(v) for v in batches] for branch, batches in views.items()}
 

@@ -4,21 +4,22 @@ A checkpoint written by `orl pretrain` holds the online network's state under `o
 `encoder.backbone.*` (a torchvision ResNet without `fc`), `encoder.projector.*` and (BYOL, ORL)
 `predictors.<branch>.*`; every stage-1 method (BYOL, SimCLR, MoCo v2) names its backbone and
 projection head alike, and the head's shape follows the checkpoint's `method`. The authors evaluate
-the online backbone (MoCo's query encoder); so do we.
+the online backbone (MoCo's query encoder); so do we. The evaluations also take torchvision state
+dicts and random initialisations (`evaluate/inputs.py`), as the same `Pretrained` without a head.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from orl.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from orl.models.backbone import build_backbone
 from orl.models.byol import Encoder
-from orl.train.checkpoint import CheckpointError, file_sha256, load_checkpoint
 
 BACKBONE_PREFIX = "encoder.backbone."
 PROJECTOR_PREFIX = "encoder.projector."
@@ -26,17 +27,18 @@ PROJECTOR_PREFIX = "encoder.projector."
 
 @dataclass(frozen=True)
 class Pretrained:
-    """The parts of a checkpoint downstream jobs use."""
+    """A backbone to embed, evaluate or export, and what is known of where it came from."""
 
     arch: str
-    method: str  # the training method; picks the projection head's shape
-    backbone: dict[str, torch.Tensor]
-    projector: dict[str, torch.Tensor]
-    proj_hidden: int
-    proj_dim: int
-    sha256: str
-    data_fingerprint: str
-    step: int
+    backbone: dict[str, torch.Tensor]  # torchvision ResNet keys without `fc`
+    identity: str  # caches and reports: orl:<sha256>, torchvision:<sha256>, random:<arch>:seed<n>
+    method: str = "byol"  # the training method; picks the projection head's shape
+    projector: dict[str, torch.Tensor] = field(default_factory=dict)  # empty: no head
+    proj_hidden: int = 0
+    proj_dim: int = 0
+    sha256: str = ""  # of the checkpoint file
+    data_fingerprint: str = ""
+    step: int = 0
 
     def build_backbone(self) -> nn.Module:
         """The online backbone with its trained weights, in eval mode."""
@@ -48,6 +50,8 @@ class Pretrained:
         """Backbone + the method's projection head, in eval mode. Stage 2 embeds images with the
         projector output (BYOL's projector, SimCLR's or MoCo v2's head) and RoIs with the backbone.
         """
+        if not self.projector:
+            raise CheckpointError(f"{self.identity}: no projection head (not an orl checkpoint)")
         enc = Encoder(self.arch, self.proj_hidden, self.proj_dim, self.method)
         enc.backbone.load_state_dict(self.backbone, strict=True)
         enc.projector.load_state_dict(self.projector, strict=True)
@@ -67,14 +71,16 @@ def load_pretrained(path: Path) -> Pretrained:
     if not backbone or not projector:
         raise CheckpointError(f"{path}: checkpoint has no online encoder weights")
     model_cfg = ckpt["config"]["model"]
+    sha256 = file_sha256(path)
     return Pretrained(
         arch=str(ckpt["config"]["arch"]),
-        method=str(ckpt["config"].get("method", "byol")),
         backbone=backbone,
+        identity=f"orl:{sha256}",
+        method=str(ckpt["config"].get("method", "byol")),
         projector=projector,
         proj_hidden=int(model_cfg["proj_hidden"]),
         proj_dim=int(model_cfg["proj_dim"]),
-        sha256=file_sha256(path),
+        sha256=sha256,
         data_fingerprint=str(ckpt.get("data_fingerprint", "")),
         step=int(ckpt.get("step", 0)),
     )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from orl.config import ConfigError, load_config, read_yaml, set_nested
+from orl.config import ConfigError, config_path, load_config, read_yaml, set_nested
 from orl.discover.config import DiscoverConfig
 from orl.train.config import PretrainConfig
 
@@ -80,6 +80,7 @@ def build_stage(cls: type[T], spec: StageSpec, base_dir: Path, name: str, **fixe
 
 def resolve_pipeline(path: Path, overrides: list[str]) -> ResolvedPipeline:
     """Read a pipeline YAML (+ `--set`) and build the three stage configs; errors name the stage."""
+    path = config_path(path)  # a bundled preset's stage presets sit next to it
     cfg = load_config(PipelineConfig, path, overrides)
     base = path.parent
     data = [str(d) for d in cfg.data]

@@ -62,7 +62,7 @@ def run_probe(
         skipped: dict[str, object] = {"protocol": f"not run: {exc}", "columns": [], "rows": []}
         atomic_write_text(json.dumps(skipped, indent=2) + "\n", out / "results.json")
         return skipped
-    backbones = {name: load_weights(ckpt).build() for name, ckpt in checkpoints.items()}
+    backbones = {name: load_weights(ckpt).build_backbone() for name, ckpt in checkpoints.items()}
     rows = probe_labelled_images(backbones, images, labels, folds=spec.folds)
     table = format_probe_table(rows)
     print(table)

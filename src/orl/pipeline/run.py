@@ -1,8 +1,9 @@
-"""`orl run`: stage 1, stage 2, stage 3, evaluation and the report, each in its own folder.
+"""`orl run`: stage 1, stage 2, stage 3 and the evaluation, each in its own folder.
 
 Each stage is a resumable unit (pipeline/stages.py): recomputed only when its key changes, and
 then so is everything downstream of it. A failing stage stops the pipeline with the stage named
-and its error log; finished stages stay intact.
+and its error log; finished stages stay intact. The report (viz/report.py) is drawn afterwards
+from what the folders hold.
 """
 
 from __future__ import annotations
@@ -10,22 +11,32 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orl import distributed
 from orl.artifacts import atomic_write_text
-from orl.config import to_dict
+from orl.config import settings_key, to_dict
 from orl.data.photo_sources import FetchError
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.pipeline import run_discover
-from orl.pipeline.config import ResolvedPipeline, resolve_pipeline
+from orl.pipeline import layout
+from orl.pipeline.config import PipelineConfig, ResolvedPipeline, resolve_pipeline
 from orl.pipeline.probe_stage import run_probe
-from orl.pipeline.stages import StageFailed, run_stage, stage_key
+from orl.pipeline.stages import StageFailed, run_stage
 from orl.pipeline.study import run_study
 from orl.pipeline.study_config import resolve_study
-from orl.train import distributed
 from orl.train.loop import pretrain
-from orl.viz import report_workdir as layout
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """What the report of a finished pipeline needs."""
+
+    cfg: PipelineConfig
+    image_paths: list[str]  # position i: image i of the data set (and of the stage-2 store)
+    is_main: bool  # rank 0, the only process that writes the report
 
 
 def _images_per_s(images: ImageList, state: dict[str, Any]) -> float:
@@ -33,8 +44,8 @@ def _images_per_s(images: ImageList, state: dict[str, Any]) -> float:
     return len(images) / wall if wall > 0 else float("nan")
 
 
-def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) -> Path:
-    """Run every stage of the pipeline in `config` into `out`; returns the report's path."""
+def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) -> PipelineRun:
+    """Run every stage of the pipeline in `config` into `out`."""
     rp: ResolvedPipeline = resolve_pipeline(config, overrides)
     study = resolve_study(rp.base_dir / rp.cfg.scenes_study, []) if rp.cfg.scenes_study else None
     dist = distributed.init_distributed(rp.stage1.device)
@@ -46,9 +57,9 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
     orl_cfg = dataclasses.replace(
         rp.stage3, orl=dataclasses.replace(rp.stage3.orl, corr=str(dirs[layout.STAGE2_DIR]))
     )
-    key1 = stage_key("stage1", to_dict(rp.stage1), fp)
-    key2 = stage_key("stage2", to_dict(rp.stage2), fp, key1)
-    key3 = stage_key("stage3", to_dict(orl_cfg), fp, key2)
+    key1 = settings_key("stage1", to_dict(rp.stage1), fp)
+    key2 = settings_key("stage2", to_dict(rp.stage2), fp, key1)
+    key3 = settings_key("stage3", to_dict(orl_cfg), fp, key2)
     record: dict[str, Any] = {"data_fingerprint": fp, "data": list(rp.cfg.data), "stages": {}}
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
@@ -91,12 +102,14 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
             if dist.is_main:  # a few hundred images: one process is enough
                 run_probe(spec, rp.base_dir, checkpoints, dirs[layout.EVAL_DIR])
 
-        stage(layout.EVAL_DIR, stage_key("eval", to_dict(spec), key1, key3), evaluation)
+        stage(layout.EVAL_DIR, settings_key("eval", to_dict(spec), key1, key3), evaluation)
     if study is not None and dist.world_size > 1:
         say("scene study skipped under torchrun: run benchmarks/scenes_study.py on its own")
     elif study is not None:
         resolved = study
-        key = stage_key("scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover))
+        key = settings_key(
+            "scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover)
+        )
 
         def scenes() -> None:
             # The package cache sits outside the stage folder, which a changed key clears.
@@ -110,11 +123,5 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
             if not isinstance(exc.__cause__, FetchError):
                 raise
             say(f"scene study skipped: {exc.__cause__}")
-    report = out / "report.html"
-    if rp.cfg.report and dist.is_main:
-        from orl.viz.report import write_report
-
-        write_report(out, report, out / "report.md", [images.path(i) for i in range(len(images))])
-    say(f"pipeline finished -> {report}")
     distributed.barrier()
-    return report
+    return PipelineRun(rp.cfg, [images.path(i) for i in range(len(images))], dist.is_main)

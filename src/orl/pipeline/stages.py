@@ -1,16 +1,16 @@
 """Resumable units of work: a folder, a key, and `stage.json` saying whether it is done.
 
-A stage is recomputed only when its key changes: the hash of its resolved settings, the data
-set's fingerprint and the keys of the stages it reads. Each stage folder holds `stage.json`
-(`key`, `status` running/done, `wall_time_s`); a folder whose key is current and whose status is
-`done` is reused as is, a `running` one is continued with `--resume` (the stages resume exactly),
-anything else is cleared and recomputed. A failing stage raises `StageFailed` with the stage
-named and its error log; finished stages stay intact. Used by `orl run` and the scene study.
+A stage is recomputed only when its key changes (`config.settings_key`): the hash of its resolved
+settings, the data set's fingerprint and the keys of the stages it reads. Each stage folder holds
+`stage.json` (`key`, `status` running/done, `wall_time_s`); a folder whose key is current and
+whose status is `done` is reused as is, a `running` one is continued with `--resume` (the stages
+resume exactly), anything else is cleared and recomputed. A failing stage raises `StageFailed`
+with the stage named and its error log; finished stages stay intact. Used by `orl run` and the
+scene study.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -19,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from orl import distributed
 from orl.artifacts import atomic_write_text
-from orl.train import distributed
 
 STAGE_FILE = "stage.json"
 ERROR_FILE = "error.log"
@@ -28,11 +28,6 @@ ERROR_FILE = "error.log"
 
 class StageFailed(RuntimeError):
     """A stage raised; the message names the stage and its error log."""
-
-
-def stage_key(*parts: Any) -> str:
-    """SHA-256 of the JSON of everything a stage's output depends on."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _read_state(folder: Path) -> dict[str, Any]:

@@ -30,27 +30,25 @@ from pathlib import Path
 from typing import Any
 
 from orl.artifacts import atomic_write_text
-from orl.config import to_dict
+from orl.config import settings_key, to_dict
 from orl.data.scenes.build import build_scenes, instances_json
 from orl.data.sources import resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.pipeline import run_discover
 from orl.evaluate.inputs import load_weights
-from orl.pipeline.stages import run_stage, stage_key
+from orl.pipeline import layout
+from orl.pipeline.stages import run_stage
 from orl.pipeline.study_config import METHOD_ORDER, ResolvedStudy
-from orl.train.config import Method as TrainMethod
-from orl.train.config import PretrainConfig
+from orl.train.config import Method, PretrainConfig
 from orl.train.loop import pretrain
-from orl.viz import report_workdir as layout
 
 # The study's rows that pre-train, and the training loop's method each runs.
-TRAIN_METHOD: dict[str, TrainMethod] = {
+TRAIN_METHOD: dict[str, Method] = {
     "byol": "byol",
     "byol_multicrop": "byol_multicrop",
     "orl": "orl",
     "orl_gt": "orl",
 }
-RESULTS_FILE = "results.json"
 EVAL_FILE = "eval.json"
 QUALITY_FILE = "quality.json"
 
@@ -95,7 +93,7 @@ class Study:
         given = rs.cfg.scenes_dir
         # The unit's folder holds its stage.json; the benchmark goes in an empty folder below it.
         self.scenes_dir = Path(given).resolve() if given else out / "scenes" / "benchmark"
-        self.scenes_key = stage_key("scenes", to_dict(rs.cfg.scenes), given)
+        self.scenes_key = settings_key("scenes", to_dict(rs.cfg.scenes), given)
         self.train_spec = str(instances_json(self.scenes_dir, "train"))
         self.fingerprint = ""
         self.keys: dict[str, str] = {}  # "<unit>/<seed>" -> stage key
@@ -110,7 +108,7 @@ class Study:
         # The study's time is the sum of its units' own times, so a resumed study reports the
         # compute it took, not the seconds of its last invocation.
         self.results["wall_time_s"] = self.results.get("wall_time_s", 0.0) + state["wall_time_s"]
-        _write_json(self.results, self.out / RESULTS_FILE)
+        _write_json(self.results, self.out / layout.RESULTS_FILE)
         return state
 
     def build_scenes(self) -> None:
@@ -134,7 +132,7 @@ class Study:
         self.fingerprint = resolve_sources([self.train_spec]).fingerprint
         test = resolve_sources([str(instances_json(self.scenes_dir, "test"))]).fingerprint
         # Later units depend on the scenes' content, not only on the settings that made them.
-        self.scenes_key = stage_key(self.scenes_key, self.fingerprint, test)
+        self.scenes_key = settings_key(self.scenes_key, self.fingerprint, test)
         self.results["data_fingerprint"] = self.fingerprint
 
     def run_dir(self, method: str, seed: int) -> Path:
@@ -149,7 +147,7 @@ class Study:
         corr = self.corr_dir(method, seed) if method.startswith("orl") else None
         cfg = run_config(self.rs, method, self.train_spec, seed, corr)
         upstream = self.keys.get(f"corr_{method}/{seed}")
-        key = stage_key(method, to_dict(cfg), self.fingerprint, upstream)
+        key = settings_key(method, to_dict(cfg), self.fingerprint, upstream)
         self.keys[f"{method}/{seed}"] = key
         state = self.unit(f"s{seed}/{method}", folder, key, lambda: _train(cfg, folder))
         self.results["runs"][f"{method}/{seed}"] = {
@@ -160,7 +158,7 @@ class Study:
         """Stage 2 on the train split with this seed's BYOL model (sec. 3.1)."""
         corr = self.corr_dir(method, seed)
         cfg = discover_config(self.rs, method)
-        key = stage_key("discover", to_dict(cfg), self.fingerprint, self.keys[f"byol/{seed}"])
+        key = settings_key("discover", to_dict(cfg), self.fingerprint, self.keys[f"byol/{seed}"])
         self.keys[f"corr_{method}/{seed}"] = key
         ckpt = self.run_dir("byol", seed) / layout.CHECKPOINT_FILE
         state = self.unit(
@@ -179,7 +177,7 @@ class Study:
         ev = self.rs.cfg.eval
 
         def work() -> None:
-            backbone = load_weights(weights, seed).build() if weights else None
+            backbone = load_weights(weights, seed).build_backbone() if weights else None
             scores = evaluate_scenes(
                 self.scenes_dir,
                 backbone,
@@ -196,7 +194,7 @@ class Study:
         self.unit(
             name,
             folder,
-            stage_key("eval", to_dict(ev), upstream, weights, seed, self.scenes_key),
+            settings_key("eval", to_dict(ev), upstream, weights, seed, self.scenes_key),
             work,
         )
         return _read_json(folder / EVAL_FILE)
@@ -226,7 +224,7 @@ class Study:
             scores = score_correspondences(corr, self.scenes_dir, "train", seed)
             _write_json(scores, quality / QUALITY_FILE)
 
-        key = stage_key("quality", self.keys[f"corr_{method}/{seed}"], seed)
+        key = settings_key("quality", self.keys[f"corr_{method}/{seed}"], seed)
         self.unit(f"s{seed}/{quality.name}", quality, key, work)
         self.results["corr"][f"{method}/{seed}"].update(_read_json(quality / QUALITY_FILE))
 
@@ -268,6 +266,6 @@ def run_study(
         for seed in rs.cfg.seeds:
             for method in methods:
                 study.evaluate_row(method, seed)
-    _write_json(study.results, out / RESULTS_FILE)
+    _write_json(study.results, out / layout.RESULTS_FILE)
     study.say(f"study {'finished' if evaluate else 'pre-training finished'} -> {out}")
     return study.results

@@ -6,14 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from orl.config import ConfigError, load_config
+from orl.config import ConfigError, config_path, load_config
 from orl.discover.config import DiscoverConfig
 from orl.pipeline.config import StageSpec, build_stage
 from orl.train.config import PretrainConfig
 
-Method = Literal["random", "byol", "byol_multicrop", "orl", "orl_gt"]
+# A row of the study's tables; the trained rows map to a training method in study.py.
+Row = Literal["random", "byol", "byol_multicrop", "orl", "orl_gt"]
 # Run order: ORL rows need the same seed's BYOL model (their stage 1).
-METHOD_ORDER: tuple[Method, ...] = ("random", "byol", "byol_multicrop", "orl", "orl_gt")
+METHOD_ORDER: tuple[Row, ...] = ("random", "byol", "byol_multicrop", "orl", "orl_gt")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class StudyConfig:
     scenes: ScenesSpec = field(default_factory=ScenesSpec)
     scenes_dir: str | None = None  # a benchmark `orl scenes` already built: used, `scenes` ignored
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    methods: list[Method] = field(
+    methods: list[Row] = field(
         default_factory=lambda: ["random", "byol", "byol_multicrop", "orl", "orl_gt"]
     )
     train: StageSpec = field(default_factory=StageSpec)
@@ -70,6 +71,7 @@ class ResolvedStudy:
 
 def resolve_study(path: Path, overrides: list[str]) -> ResolvedStudy:
     """Read a study YAML (+ `--set`) and validate the stage presets before anything runs."""
+    path = config_path(path)  # a bundled preset's stage presets sit next to it
     cfg = load_config(StudyConfig, path, overrides)
     base = path.parent
     if not cfg.seeds:

@@ -3,6 +3,7 @@ with paper defaults."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -34,7 +35,11 @@ class ModelConfig:
     proj_hidden: int = 4096
     proj_dim: int = 256
     pred_hidden: int = 4096
-    tau: float = 0.99  # base EMA decay, raised to 1 by a cosine; mocov2: the constant momentum
+    # EMA decay of the target (BYOL, ORL) or key encoder (MoCo v2), by a cosine from `tau` at
+    # step 0 to `tau_end` at the last step, as DINO's teacher momentum. Unset `tau_end`: 1 for the
+    # BYOL family (BYOL's schedule), `tau` for MoCo v2 (its constant momentum).
+    tau: float = 0.99
+    tau_end: float | None = None
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
     bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
 
@@ -52,7 +57,7 @@ class ORLConfig:
     """Stage 3 (sec. 3.1, "Stage 3"): loss weights and the intra-RoI box jitter."""
 
     corr: str | None = None  # correspondence store from `orl discover` (or --corr)
-    image_weight: float = 1.0  # lambda_1
+    image_weight: float = 1.0  # lambda_1 (a branch with weight 0 is left out)
     intra_weight: float = 1.0  # lambda_2 (0 = inter-RoI only, Table 5a)
     inter_weight: float = 1.0  # lambda_3 (0 = intra-RoI only, Table 5a)
     jitter_area_min: float = 0.5
@@ -64,6 +69,12 @@ class ORLConfig:
     jitter_attempts: int = 200
 
     def __post_init__(self) -> None:
+        weights = (self.image_weight, self.intra_weight, self.inter_weight)
+        if min(weights) < 0 or max(weights) <= 0:
+            raise ValueError(
+                "'orl.image_weight', 'orl.intra_weight', 'orl.inter_weight' must not be negative "
+                "and at least one must be positive"
+            )
         for name in ("area", "aspect"):  # both are sampled on a log or ratio scale
             lo, hi = getattr(self, f"jitter_{name}_min"), getattr(self, f"jitter_{name}_max")
             if not 0 < lo <= hi:
@@ -121,8 +132,14 @@ class PretrainConfig:
         if self.workers < 0 or self.save_every_epochs < 0 or self.save_every_steps < 0:
             raise ValueError("'workers' and 'save_every_*' must not be negative")
         if self.model.bn_splits < 1 or self.batch_size % self.model.bn_splits:
-            raise ValueError("'model.bn_splits' must divide the per-device batch")
+            raise ValueError("'model.bn_splits' must divide 'batch_size'")
         if self.contrastive.temperature <= 0:
             raise ValueError("'contrastive.temperature' must be positive")
         if self.method == "mocov2" and self.contrastive.queue_size < self.batch_size:
             raise ValueError("'contrastive.queue_size' must hold at least one batch of keys")
+        if self.method == "byol_multicrop" and self.multicrop % 2:
+            raise ValueError("'multicrop' must be even: the extra crops are used in pairs")
+        if self.model.tau_end is None:  # resolved here, so config.yaml states the schedule run
+            tau_end = self.model.tau if self.method == "mocov2" else 1.0
+            model = dataclasses.replace(self.model, tau_end=tau_end)
+            object.__setattr__(self, "model", model)

@@ -1,27 +1,38 @@
-"""What a run writes as it goes: metrics.jsonl, TensorBoard events, the progress bar."""
+"""What a run writes as it goes (metrics.jsonl, TensorBoard events, the progress bar), the
+throughput meter, and the readers of metrics.jsonl."""
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm import tqdm
+
+from orl import distributed
+from orl.artifacts import atomic_write_text
+
+METRICS_FILE = "metrics.jsonl"
 
 
 class RunLog:
-    """Rank 0's writer of one JSON object per logged step plus TensorBoard scalars.
+    """Per step, the loss and its terms; every `every` steps (and at `total`) one JSON line of
+    their means since the last line, averaged over ranks, plus TensorBoard scalars.
 
-    On other ranks (or with no run folder) every method is a no-op.
+    Only rank 0 (with a run folder) writes; every rank must call `write` (it averages over ranks).
     """
 
     def __init__(self, run_dir: Path | None, enabled: bool, total: int, initial: int) -> None:
         self.enabled = enabled
+        self.total = total
+        self.window: list[list[float]] = []  # per step: total loss, then each branch's term
         self.metrics = None
         self.tb: Any = None
         if enabled and run_dir is not None:
-            self.metrics = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+            self.metrics = (run_dir / METRICS_FILE).open("a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=initial)
@@ -34,9 +45,34 @@ class RunLog:
             mininterval=1.0,
         )
 
-    def step(self, record: dict[str, Any], show: dict[str, str]) -> None:
-        if not self.enabled:
-            return
+    def due(self, step: int, every: int) -> bool:
+        """Whether `step` (just done) writes a line."""
+        return step % every == 0 or step == self.total
+
+    def add(self, values: list[torch.Tensor]) -> None:
+        """Record one step's total loss and branch terms; advance the bar."""
+        self.window.append([v.item() for v in values])
+        self.bar.update(1)
+
+    def write(
+        self,
+        step: int,
+        epoch: float,
+        branches: tuple[str, ...],
+        extra: dict[str, float],
+        show: dict[str, str],
+    ) -> float:
+        """One line: step, epoch, the window's mean `loss` and `loss_<branch>` terms, then `extra`
+        (lr, tau, images/s); `show` goes to the progress bar. Returns the mean loss."""
+        stats = distributed.all_reduce_mean(torch.tensor(self.window).mean(0)).tolist()
+        self.window.clear()
+        terms = {f"loss_{b}": v for b, v in zip(branches, stats[1:], strict=True)}
+        record = {"step": step, "epoch": epoch, "loss": stats[0], **terms, **extra}
+        if self.enabled:
+            self._write(record, {"loss": f"{stats[0]:.4f}", **show})
+        return float(stats[0])
+
+    def _write(self, record: dict[str, Any], show: dict[str, str]) -> None:
         if self.metrics is not None:
             clean = {
                 k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -50,12 +86,82 @@ class RunLog:
                     self.tb.add_scalar(f"train/{key}", value, record["step"])
         self.bar.set_postfix(show, refresh=False)
 
-    def advance(self) -> None:
-        self.bar.update(1)
-
     def close(self) -> None:
         self.bar.close()
         if self.metrics is not None:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class Throughput:
+    """Steady-state images/s and the share of step time spent waiting for the data loader,
+    measured after the first `warmup` steps of this process."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup = warmup
+        self.steps = 0
+        self.images = 0
+        self.seconds = 0.0
+        self.waiting = 0.0
+        self.last = self.ready = time.perf_counter()
+
+    def data_ready(self) -> None:
+        """The step's batch has arrived."""
+        self.ready = time.perf_counter()
+
+    def step_done(self, images: int) -> None:
+        now = time.perf_counter()
+        self.steps += 1
+        if self.steps > self.warmup:
+            self.images += images
+            self.seconds += now - self.last
+            self.waiting += self.ready - self.last
+        self.last = now
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else math.nan
+
+    @property
+    def data_wait_fraction(self) -> float:
+        return self.waiting / self.seconds if self.seconds > 0 else math.nan
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl; a line that does not parse (a killed run's torn last line)
+    is left out."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return [record for _, record in _parsed_lines(text)]
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines up to `step`, where a resumed run restarts; a torn line is dropped."""
+    if not path.exists():
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    kept = [line for line, record in _parsed_lines(text) if record["step"] <= step]
+    atomic_write_text("".join(line + "\n" for line in kept), path)
+
+
+def last_logged_loss(run_dir: Path | None) -> float:
+    """The loss of the last metrics line (a resumed run that had nothing left to do)."""
+    records = read_metrics(run_dir / METRICS_FILE) if run_dir is not None else []
+    value = records[-1].get("loss") if records else None
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _parsed_lines(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """(raw line, record) of every line that is a JSON object with a numeric `step`."""
+    out = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int | float):
+            out.append((line, record))
+    return out

@@ -1,38 +1,44 @@
 """The forward passes and loss of one training step, one function per kind of method.
 
-The loop calls exactly one of these per step, inside autocast; each returns the total loss and
-the per-branch terms it logs (`image` for SimCLR and MoCo v2).
+Every objective has the signature `(model, target, views) -> (loss, terms)`: `model` is the trained
+network as the step calls it (DDP-wrapped, compiled), `target` the EMA network or None, `views`
+the batch's normalised views by branch. `terms` holds each branch's loss for the log (`image` for
+SimCLR and MoCo v2). `train/methods.py` binds the method's settings (weights, temperature, queue).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from orl import distributed
 from orl.losses import info_nce, nt_xent, weighted_branch_loss
-from orl.models.byol import Encoder, Views, project_views
+from orl.models.byol import Views, project_views
 from orl.models.moco import KeyQueue
-from orl.train import distributed
 
 Terms = dict[str, torch.Tensor]
+Objective = Callable[[nn.Module, nn.Module | None, Views], tuple[torch.Tensor, Terms]]
 
 
 def byol_objective(
-    model: nn.Module, target: Encoder, views: Views, weights: dict[str, float]
+    model: nn.Module, target: nn.Module | None, views: Views, *, weights: dict[str, float]
 ) -> tuple[torch.Tensor, Terms]:
     """BYOL, ORL, multi-crop BYOL: every branch's predictions regress the target's projections
     (eq. 2: weighted sum of symmetric BYOL losses)."""
+    assert target is not None  # the BYOL family always has a target network
     predictions = model(views)
     targets = project_views(target, views)
     return weighted_branch_loss(predictions, targets, weights)
 
 
 def simclr_objective(
-    model: nn.Module, views: Views, temperature: float
+    model: nn.Module, target: nn.Module | None, views: Views, *, temperature: float
 ) -> tuple[torch.Tensor, Terms]:
-    """SimCLR: both views in one forward (BN over the 2N images, as SimCLR's code and the
-    authors' OpenSelfSup do), NT-Xent over the global batch."""
+    """SimCLR (no target network): both views in one forward (BN over the 2N images, as
+    SimCLR's code and the authors' OpenSelfSup do), NT-Xent over the global batch."""
     first, second = views["image"]
     z1, z2 = model(torch.cat([first, second])).chunk(2)
     loss = nt_xent(z1, z2, temperature)
@@ -41,22 +47,24 @@ def simclr_objective(
 
 def mocov2_objective(
     model: nn.Module,
-    key_encoder: nn.Module,
-    queue: KeyQueue,
+    target: nn.Module | None,
     views: Views,
+    *,
+    queue: KeyQueue,
     temperature: float,
 ) -> tuple[torch.Tensor, Terms]:
     """MoCo v2: queries of view 1 from the trained network, keys of view 2 from the momentum
-    encoder, InfoNCE against the queue; then every rank's keys are enqueued, as MoCo's forward
-    does (the loss reads a copy of the queue taken before).
+    encoder (`target`), InfoNCE against the queue; then every rank's keys are enqueued, as MoCo's
+    forward does (the loss reads a copy of the queue taken before).
 
     The key encoder's momentum update is the loop's EMA step after the optimizer step, which
     equals MoCo's update at the start of the next forward.
     """
+    assert target is not None  # the key encoder
     first, second = views["image"]
     query = model(first)
     with torch.no_grad():
-        key = key_encoder(second)
+        key = target(second)
     loss = info_nce(query, key, queue.keys.clone(), temperature)
     with torch.no_grad():
         queue.enqueue(distributed.gather_with_grad(F.normalize(key.float(), dim=1)))

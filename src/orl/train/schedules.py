@@ -34,10 +34,11 @@ def lr_schedule(
     return lr
 
 
-def tau_schedule(base_tau: float, total_steps: int) -> np.ndarray:
-    """EMA decay tau_k = 1 - (1 - base) * (cos(pi k / K) + 1) / 2, k = optimizer step (BYOL).
+def tau_schedule(tau: float, tau_end: float, total_steps: int) -> np.ndarray:
+    """EMA decay tau_k = end - (end - tau) * (cos(pi k / K) + 1) / 2, k = optimizer step.
 
-    tau_0 = base (0.99) and tau rises to 1 at k = K.
+    BYOL: tau_0 = 0.99 rising to end = 1 at k = K. MoCo v2: end = tau, a constant momentum
+    (exactly: (end - tau) is 0). One line for both, as DINO's teacher momentum schedule.
     """
     k = np.arange(total_steps, dtype=np.float64)
-    return 1.0 - (1.0 - base_tau) * (np.cos(math.pi * k / max(total_steps, 1)) + 1.0) / 2.0
+    return tau_end - (tau_end - tau) * (np.cos(math.pi * k / max(total_steps, 1)) + 1.0) / 2.0

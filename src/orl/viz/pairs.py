@@ -1,82 +1,151 @@
-"""A gallery of discovered RoI pairs, like Figure 3 of the paper (sec. 3.1 (iii)).
+"""The gallery of top-ranked correspondence pairs, like Figures 3 and 5 of the paper (sec. 3.1
+(iii)): `orl viz pairs` and the report draw it.
 
-Each cell: the query image with its box, its neighbour with the paired box, and the cosine
-similarity. Pictures are drawn with PIL only.
+As in the paper, one pair per image pair: every (query, neighbour) row of the store is ranked by
+its most similar RoI pair, the better of the two directions of an image pair is kept, and the
+`count` best are drawn (query with its box | neighbour with its box | cosine similarity). Boxes are
+in the EXIF-rotated original frame and are rescaled onto each thumbnail from that frame. Images are
+taken from a list of paths (position i = store image i), so any data set works.
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from orl.data.decode import UnusableImage, load_rgb
-from orl.data.sources import ImageList
-from orl.discover.store import CorrespondenceStore
+from orl.data.decode import UnusableImage, load_rgb, oriented_size
+from orl.data.sources import resolve_sources
+from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore
 
 COLOURS = ((230, 25, 75), (60, 180, 75))
+GAP = 6
+CAPTION_HEIGHT = 18
 
 
-def pick_queries(store: CorrespondenceStore, count: int) -> list[int]:
-    """`count` evenly spaced images that were not skipped (deterministic)."""
-    usable = [i for i in range(store.num_images) if not store.is_skipped(i)]
-    if not usable:
+@dataclass(frozen=True)
+class PairPick:
+    """The best RoI pair of store row (q, j): boxes are xywh in original pixels."""
+
+    query: int
+    neighbour: int
+    query_box: tuple[int, int, int, int]
+    neighbour_box: tuple[int, int, int, int]
+    similarity: float
+
+
+def best_pairs(store: CorrespondenceStore, count: int) -> list[PairPick]:
+    """The `count` most similar pairs, one per unordered image pair, skipped queries left out.
+
+    Pairs without a stored similarity (imported stores: NaN) rank last, in store order.
+    """
+    sims = np.asarray(store.array("pair_sims"), dtype=np.float32)
+    offsets = np.asarray(store.array("pair_offsets"), dtype=np.int64)
+    if not len(sims):
         return []
-    picks = np.linspace(0, len(usable) - 1, num=min(count, len(usable))).round().astype(int)
-    return [usable[p] for p in dict.fromkeys(picks.tolist())]
+    # Every row owns at least one pair, so reduceat's segments are never empty.
+    row_best = np.fmax.reduceat(sims, offsets[:-1])
+    row_best = np.where(np.isnan(row_best), -np.inf, row_best)
+    skipped = (np.asarray(store.array("flags")) & FLAG_SKIPPED).astype(bool)
+    picks: list[PairPick] = []
+    seen: set[tuple[int, int]] = set()
+    for row in np.argsort(-row_best, kind="stable").tolist():
+        q, j = divmod(row, store.k)
+        nb = int(store.neighbours(q)[j])
+        key = (min(q, nb), max(q, nb))
+        if skipped[q] or q == nb or key in seen:
+            continue
+        seen.add(key)
+        row_sims = store.pair_sims(q, j)
+        best = int(np.argmax(np.where(np.isnan(row_sims), -np.inf, row_sims)))
+        pair = store.pairs(q, j)[best]
+        qb = (int(pair[0]), int(pair[1]), int(pair[2]), int(pair[3]))
+        nbb = (int(pair[4]), int(pair[5]), int(pair[6]), int(pair[7]))
+        picks.append(PairPick(q, nb, qb, nbb, float(row_sims[best])))
+        if len(picks) == count:
+            break
+    return picks
 
 
-def _thumb(path: str, box: np.ndarray, height: int, colour: tuple[int, int, int]) -> Image.Image:
-    """The image scaled to `height` with `box` (xywh, original pixels) outlined."""
+def _thumb(
+    path: str, box: tuple[int, int, int, int], height: int, colour: tuple[int, int, int]
+) -> Image.Image:
+    """The image scaled to `height` with `box` outlined; a grey square when it cannot be read."""
     try:
-        img = load_rgb(path)
-    except UnusableImage:
-        img = Image.new("RGB", (max(1, int(box[2])), max(1, int(box[3]))), (40, 40, 40))
-    scale = height / img.height
-    thumb = img.resize((max(1, round(img.width * scale)), height), Image.Resampling.BILINEAR)
-    x, y, w, h = (float(v) * scale for v in box)
-    ImageDraw.Draw(thumb).rectangle((x, y, x + w, y + h), outline=colour, width=3)
+        # Boxes live in the EXIF-rotated original frame; load_rgb may decode a JPEG smaller.
+        width0, height0 = oriented_size(path)
+        img = load_rgb(path, max_side=4 * height)
+    except (UnusableImage, OSError):
+        return Image.new("RGB", (height, height), (90, 90, 90))
+    thumb = img.resize(
+        (max(1, round(img.width * height / img.height)), height), Image.Resampling.BILINEAR
+    )
+    sx, sy = thumb.width / width0, thumb.height / height0
+    x, y, w, h = box
+    ImageDraw.Draw(thumb).rectangle(
+        (x * sx, y * sy, (x + w) * sx, (y + h) * sy), outline=colour, width=3
+    )
     return thumb
 
 
-def pair_cell(
-    store: CorrespondenceStore, images: ImageList, q: int, j: int, height: int
-) -> Image.Image:
-    """Query | neighbour with the most similar pair of neighbour j, and its similarity."""
-    pair = store.pairs(q, j)[0]
-    sim = float(store.pair_sims(q, j)[0])
-    nb = int(store.neighbours(q)[j])
-    left = _thumb(images.path(q), pair[:4], height, COLOURS[0])
-    right = _thumb(images.path(nb), pair[4:], height, COLOURS[1])
-    cell = Image.new("RGB", (left.width + right.width + 6, height + 18), (255, 255, 255))
+def pair_cell(image_paths: Sequence[str], pick: PairPick, height: int) -> Image.Image:
+    """Query | neighbour side by side, boxes outlined, the similarity underneath."""
+    left = _thumb(image_paths[pick.query], pick.query_box, height, COLOURS[0])
+    right = _thumb(image_paths[pick.neighbour], pick.neighbour_box, height, COLOURS[1])
+    cell = Image.new("RGB", (left.width + GAP + right.width, height + CAPTION_HEIGHT), "white")
     cell.paste(left, (0, 0))
-    cell.paste(right, (left.width + 6, 0))
-    caption = f"#{q} -> #{nb} (k={j + 1})  cos {sim:.3f}"
+    cell.paste(right, (left.width + GAP, 0))
+    sim = "n/a" if np.isnan(pick.similarity) else f"{pick.similarity:.3f}"
+    caption = f"#{pick.query} -> #{pick.neighbour}   cos {sim}"
     ImageDraw.Draw(cell).text((2, height + 3), caption, fill=(0, 0, 0))
     return cell
 
 
-def draw_pairs(
-    store: CorrespondenceStore,
-    images: ImageList,
-    out: Path,
-    count: int = 12,
-    columns: int = 3,
-    height: int = 160,
-    neighbour: int = 0,
-) -> Path:
-    """Save a grid of `count` pair cells (one per query) to `out`; returns `out`."""
-    cells = [pair_cell(store, images, q, neighbour, height) for q in pick_queries(store, count)]
-    if not cells:
-        raise ValueError(f"{store.path}: no decodable image to draw")
+def pairs_gallery(
+    image_paths: Sequence[str], picks: Sequence[PairPick], height: int = 140, columns: int = 2
+) -> Image.Image:
+    """The cells of `picks` in a grid, best first, row by row."""
+    cells = [pair_cell(image_paths, p, height) for p in picks]
     cols = max(1, min(columns, len(cells)))
     rows = (len(cells) + cols - 1) // cols
-    cw = max(c.width for c in cells)
-    ch = max(c.height for c in cells)
-    grid = Image.new("RGB", (cols * (cw + 8), rows * (ch + 8)), (255, 255, 255))
+    cw = max((c.width for c in cells), default=height)
+    ch = height + CAPTION_HEIGHT
+    grid = Image.new("RGB", (cols * (cw + 2 * GAP), max(1, rows) * (ch + GAP)), "white")
     for n, cell in enumerate(cells):
-        grid.paste(cell, ((n % cols) * (cw + 8), (n // cols) * (ch + 8)))
+        grid.paste(cell, ((n % cols) * (cw + 2 * GAP), (n // cols) * (ch + GAP)))
+    return grid
+
+
+def cmd_pairs(args: argparse.Namespace) -> int:
+    """`orl viz pairs`: the `--count` best pairs of a store as one PNG."""
+    images = resolve_sources(args.data)
+    store = CorrespondenceStore.open(args.corr_dir, images.fingerprint)
+    picks = best_pairs(store, args.count)
+    if not picks:
+        raise ValueError(f"{store.path}: no pair to draw (every query image was skipped)")
+    paths = [images.path(i) for i in range(len(images))]
+    gallery = pairs_gallery(paths, picks, args.height, args.columns)
+    out: Path = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
-    return out
+    gallery.save(out, format="PNG")
+    print(f"wrote {out}")
+    return 0
+
+
+def add_pairs_parser(
+    viz_subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register `pairs` on the `viz` command group's sub-parsers."""
+    p = viz_subparsers.add_parser("pairs", help="a gallery of discovered RoI pairs (paper Fig. 3)")
+    p.add_argument("corr_dir", type=Path)
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    p.add_argument("--count", type=int, default=12, help="pairs to draw, best first")
+    p.add_argument("--columns", type=int, default=3)
+    p.add_argument("--height", type=int, default=160, help="thumbnail height (pixels)")
+    p.set_defaults(func=cmd_pairs)
+    return p

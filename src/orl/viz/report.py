@@ -18,24 +18,10 @@ from typing import Any
 import numpy as np
 
 from orl.artifacts import atomic_write_text
+from orl.checkpoint import CheckpointError
 from orl.data.decode import UnusableImage, load_rgb
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, StoreError
-from orl.train.checkpoint import CheckpointError
-from orl.viz.attention import DEFAULT_SIZE, attention_figure
-from orl.viz.report_document import (
-    Block,
-    Code,
-    Figure,
-    Heading,
-    Table,
-    Text,
-    render_html,
-    render_markdown,
-)
-from orl.viz.report_pairs import pairs_gallery, top_pairs
-from orl.viz.report_plots import Series, histogram, line_plot
-from orl.viz.report_scenes import scenes_blocks
-from orl.viz.report_workdir import (
+from orl.pipeline.layout import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     EVAL_DIR,
@@ -48,18 +34,27 @@ from orl.viz.report_workdir import (
     STORE_META_FILE,
     SUMMARY_FILE,
     TIMING_FILE,
-    metric_series,
-    number,
-    read_json,
-    read_metrics,
-    read_text,
 )
+from orl.train.logs import read_metrics
+from orl.viz.attention import DEFAULT_SIZE, attention_figure
+from orl.viz.pairs import best_pairs, pairs_gallery
+from orl.viz.report_document import (
+    Block,
+    Code,
+    Figure,
+    Heading,
+    Table,
+    Text,
+    render_html,
+    render_markdown,
+)
+from orl.viz.report_inputs import metric_series, number, read_json, read_text
+from orl.viz.report_plots import Series, histogram, line_plot
+from orl.viz.report_scenes import scenes_blocks
 
 TITLE = "ORL pipeline report"
 MD_FILES_DIR = "report_files"
 NOT_RUN = "not run"
-PAIR_ROWS = 8
-ATTENTION_PHOTOS = 4
 LOSS_KEYS = ("loss", "loss_image", "loss_intra", "loss_inter")
 STAGE_TITLES = {
     STAGE1_DIR: "Stage 1: image-level BYOL",
@@ -178,9 +173,9 @@ def training_blocks(work_dir: Path, stage: str) -> list[Block]:
 
 
 def store_blocks(
-    store: CorrespondenceStore | str, image_paths: Sequence[str] | None
+    store: CorrespondenceStore | str, image_paths: Sequence[str] | None, shown: int
 ) -> list[Block]:
-    """Counts and histograms of the store, and the top-pair gallery (Figure 3)."""
+    """Counts and histograms of the store, and a gallery of its `shown` best pairs (Figure 3)."""
     blocks: list[Block] = [Heading(STAGE_TITLES[STAGE2_DIR])]
     if isinstance(store, str):
         return [*blocks, Text(store, True)]
@@ -224,7 +219,7 @@ def store_blocks(
         msg = f"{len(image_paths)} image paths for a store of {store.num_images} images: not drawn."
         blocks.append(Text(msg, True))
     else:
-        picks = top_pairs(store, PAIR_ROWS)
+        picks = best_pairs(store, shown)
         caption = "Query box (red) and neighbour box (green), one pair per image pair, best first."
         if picks:
             blocks.append(Figure("stage2_top_pairs", pairs_gallery(image_paths, picks), caption))
@@ -252,22 +247,26 @@ def pick_photos(
 
 
 def attention_blocks(
-    work_dir: Path, image_paths: Sequence[str] | None, store: CorrespondenceStore | str, size: int
+    work_dir: Path,
+    image_paths: Sequence[str] | None,
+    store: CorrespondenceStore | str,
+    size: int,
+    photos: int,
 ) -> list[Block]:
-    """BYOL vs ORL attention maps on the same photos (Figure 4)."""
+    """BYOL vs ORL attention maps on the same `photos` photos (Figure 4)."""
     blocks: list[Block] = [Heading("Attention maps: BYOL vs ORL (Figure 4)")]
     checkpoints = [
         (label, work_dir / stage / CHECKPOINT_FILE)
         for stage, label in ATTENTION_LABELS.items()
         if (work_dir / stage / CHECKPOINT_FILE).is_file()
     ]
-    photos = pick_photos(image_paths, store, ATTENTION_PHOTOS) if image_paths else []
+    chosen = pick_photos(image_paths, store, photos) if image_paths else []
     if not checkpoints:
         return [*blocks, Text(f"{NOT_RUN}: no stage-1 or stage-3 checkpoint yet.", True)]
-    if not photos:
+    if not chosen:
         return [*blocks, Text("No decodable photo given: attention maps not drawn.", True)]
     try:
-        fig = attention_figure(checkpoints, photos, size)
+        fig = attention_figure(checkpoints, chosen, size)
     except CheckpointError as exc:
         return [*blocks, Text(f"unreadable checkpoint ({exc})", True)]
     caption = (
@@ -315,9 +314,14 @@ def config_blocks(work_dir: Path, pipeline_text: str | None) -> list[Block]:
 
 
 def report_blocks(
-    work_dir: Path, image_paths: Sequence[str] | None, attention_size: int = DEFAULT_SIZE
+    work_dir: Path,
+    image_paths: Sequence[str] | None,
+    attention_size: int = DEFAULT_SIZE,
+    photos: int = 4,
+    pairs: int = 8,
 ) -> list[Block]:
-    """Every section of the report, in reading order."""
+    """Every section of the report, in reading order: `photos` photos with attention maps and
+    the `pairs` best correspondence pairs (`report_photos`, `report_pairs` of `orl run`)."""
     pipeline_file = read_json(work_dir / PIPELINE_FILE)
     pipeline = pipeline_file.data or {}
     store = _open_store(work_dir)
@@ -326,9 +330,9 @@ def report_blocks(
     return [
         *overview_blocks(work_dir, pipeline, store_fp),
         *training_blocks(work_dir, STAGE1_DIR),
-        *store_blocks(store, image_paths),
+        *store_blocks(store, image_paths, pairs),
         *training_blocks(work_dir, STAGE3_DIR),
-        *attention_blocks(work_dir, image_paths, store, attention_size),
+        *attention_blocks(work_dir, image_paths, store, attention_size, photos),
         *evaluation_blocks(work_dir),
         *scenes_blocks(work_dir),
         *config_blocks(work_dir, pipeline_text),
@@ -341,10 +345,12 @@ def write_report(
     out_md: Path,
     image_paths: Sequence[str] | None = None,
     attention_size: int = DEFAULT_SIZE,
+    photos: int = 4,
+    pairs: int = 8,
 ) -> None:
     """Write the HTML report to `out_html` and the Markdown one to `out_md`, its pictures into
     `out_md.parent / report_files/`. `image_paths[i]` is the file of store image i."""
-    blocks = report_blocks(Path(work_dir), image_paths, attention_size)
+    blocks = report_blocks(Path(work_dir), image_paths, attention_size, photos, pairs)
     atomic_write_text(render_html(TITLE, blocks), out_html)
     markdown = render_markdown(TITLE, blocks, out_md.parent / MD_FILES_DIR, MD_FILES_DIR)
     atomic_write_text(markdown, out_md)

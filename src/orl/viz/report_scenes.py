@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orl.pipeline.layout import RESULTS_FILE, SCENES_DIR
 from orl.pipeline.stages import ERROR_FILE
 from orl.pipeline.study_report import Rows, corr_rows, eval_rows
 from orl.viz.report_document import Block, Heading, Table, Text
-from orl.viz.report_workdir import RESULTS_FILE, SCENES_DIR, read_json
+from orl.viz.report_inputs import read_json
 
 TITLE = "Scene benchmark (generated multi-object scenes, quick study)"
 

@@ -1,4 +1,4 @@
-"""The scene composer (docs/scene-benchmark.md, generation rules) on synthetic stamps."""
+"""The scene composer (docs/scenes.md, "How scenes are drawn") on synthetic stamps."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import json
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from orl.data.scenes.layout import (
     start_build,
     write_split,
 )
+from orl.progress import progress
 
 __all__ = ["ScenesSummary", "build_scenes", "build_scenes_from", "image_dir", "instances_json"]
 
@@ -120,12 +121,25 @@ def _draw_chunk(bounds: tuple[int, int]) -> list[SceneRecord]:
 
 def _draw_split(job: _SplitJob, count: int, workers: int) -> list[SceneRecord]:
     chunks = [(start, min(count, start + CHUNK)) for start in range(0, count, CHUNK)]
+    records: list[SceneRecord] = []
+    with progress(total=count, desc=f"{job.split} scenes", unit="scene") as bar:
+        for chunk in _draw_chunks(job, chunks, workers):
+            records += chunk
+            bar.update(len(chunk))
+    return records
+
+
+def _draw_chunks(
+    job: _SplitJob, chunks: list[tuple[int, int]], workers: int
+) -> Iterator[list[SceneRecord]]:
+    """Each chunk's records in chunk order, drawn here or by `workers` processes."""
     if workers <= 1:
         _set_job(job)
-        return [record for chunk in chunks for record in _draw_chunk(chunk)]
+        yield from map(_draw_chunk, chunks)
+        return
     # fork: workers inherit the decoded stamps instead of unpickling tens of MB each.
     with multiprocessing.get_context("fork").Pool(workers, _set_job, (job,)) as pool:
-        return [record for records in pool.imap(_draw_chunk, chunks) for record in records]
+        yield from pool.imap(_draw_chunk, chunks)
 
 
 def _settings(source: str, size: int, n_train: int, n_test: int, seed: int) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 The two lists ship with the package (``scene-objects.csv``: ``category,path_in_package,kind``;
 ``scene-backgrounds.csv``: ``package,path_in_package``); how they were chosen is in
-``docs/scene-benchmark.md``. An object's instance id is its row index in ``scene-objects.csv`` and a
+``docs/scenes.md``. An object's instance id is its row index in ``scene-objects.csv`` and a
 background's id its row index in ``scene-backgrounds.csv``, so ids do not change with the category
 set and annotations of different builds can be compared.
 """
@@ -18,7 +18,7 @@ from pathlib import PurePosixPath
 OBJECTS_CSV = "scene-objects.csv"
 BACKGROUNDS_CSV = "scene-backgrounds.csv"
 
-# docs/scene-benchmark.md: `plant` is excluded from the core set because backgrounds contain trees
+# docs/scenes.md: `plant` is excluded from the core set because backgrounds contain trees
 # and grass (its labels would be wrong); coins, planets and gravestones are uniform and too easy.
 NOT_IN_CORE = frozenset({"plant", "coin", "planet", "gravestone"})
 # The kitchenware `glass` stamp is nearly invisible on any background.

@@ -2,7 +2,7 @@
 
 Objects come from Debian's ``tuxpaint-stamps-default``; backgrounds from Debian ``tuxpaint-data``,
 the PyPI wheels ``mvtb-data`` and ``scikit-image`` and, inside Qt ``.rcc`` bundles, Debian
-``gcompris-qt-data`` (``docs/scene-benchmark.md``). Archives are fetched with the ordinary clients
+``gcompris-qt-data`` (``docs/scenes.md``). Archives are fetched with the ordinary clients
 (``orl.data.photo_sources``) into a cache folder and read in memory (``orl.data.photos``); the
 few members wanted from a ``.deb`` are also kept in a zip beside it, for the next build.
 """
@@ -257,7 +257,7 @@ def licences_markdown(versions: Mapping[str, str], licences: Mapping[str, str]) 
     lines = [
         "# Licences of the scene inputs",
         "",
-        "The scenes are composites of the photos below (docs/scene-benchmark.md); each package's",
+        "The scenes are composites of the photos below (docs/scenes.md); each package's",
         "`copyright` file (Debian) or metadata (PyPI) has the full terms.",
         "",
         "| package | version | licence |",

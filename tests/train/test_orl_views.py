@@ -11,12 +11,11 @@ from PIL import Image
 
 from orl.augment import AugmentConfig
 from orl.config import ConfigError, load_config
-from orl.data.box_jitter import JitterConfig
 from orl.data.crops import crop_and_warp
-from orl.data.roi_views import ORLDataset, build_orl_dataset
 from orl.data.sources import resolve_sources
 from orl.discover.store import CorrespondenceStore, StoreMismatch, write_store
 from orl.train.config import PretrainConfig
+from orl.train.orl import JitterConfig, ORLDataset, build_orl_dataset
 
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 32, 32], [0, 32, 32, 32], [32, 32, 32, 32]])
 NO_PHOTOMETRIC = AugmentConfig(
@@ -57,7 +56,8 @@ def test_patches_come_from_the_right_images_and_boxes(tmp_path: Path) -> None:
     folder = quadrant_images(tmp_path / "img", 6)
     store = CorrespondenceStore.open(quadrant_store(folder, tmp_path / "corr"))
     images = resolve_sources([folder])
-    ds = ORLDataset(images, store, NO_PHOTOMETRIC, JitterConfig(), ("intra", "inter"), seed=0)
+    branches = ("image", "intra", "inter")
+    ds = ORLDataset(images, store, NO_PHOTOMETRIC, JitterConfig(), branches, seed=0)
     seen_neighbours, jittered = set(), 0
     for epoch in range(40):
         s = ds[(epoch, 2)]
@@ -88,7 +88,7 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
         store,
         AugmentConfig(image_size=32, patch_size=16),
         JitterConfig(),
-        ("inter",),
+        ("image", "inter"),
         seed=3,
     )
     a, b = ds[(1, 0)], ds[(1, 0)]

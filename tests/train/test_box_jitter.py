@@ -3,7 +3,7 @@ import math
 import torch
 from torchvision.ops import box_iou
 
-from orl.data.box_jitter import JitterConfig, jitter_box
+from orl.train.orl import JitterConfig, jitter_box
 
 
 def _xyxy(b: tuple[float, float, float, float]) -> torch.Tensor:
