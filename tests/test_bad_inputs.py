@@ -2,7 +2,7 @@
 culprit, no traceback, and nothing written before the failure changed.
 
 Each case runs `python -m orl` in a subprocess, as a user would; the cases are tiny (a few
-32-pixel images, at most one training step), so the whole file takes well under a minute.
+32-pixel images, at most one training step), so the whole file takes under a minute of CPU.
 """
 
 from __future__ import annotations
@@ -60,12 +60,27 @@ def tiny_config(path: Path, data: Path | str, **settings: object) -> Path:
 
 
 def test_a_crafted_checkpoint_never_runs(tmp_path: Path) -> None:
-    images = write_images(tmp_path / "images", 2)
     marker = tmp_path / "marker"
     evil = write_crafted_checkpoint(tmp_path / "evil.pt", marker)
     before = snapshot(tmp_path)
-    result = orl("eval", "knn", "--checkpoint", evil, "--train", images, "--val", images)
+    result = orl(
+        "export", "--checkpoint", evil, "--format", "safetensors", "--out", tmp_path / "hub"
+    )
     refused(result, "evil.pt", "refused")
+    assert not marker.exists() and snapshot(tmp_path) == before
+
+
+def test_a_crafted_evaluation_state_never_runs(tmp_path: Path) -> None:
+    """`eval linear --resume` reads `<out stem>.state.pt`, a file anyone could swap."""
+    classes = write_images(tmp_path / "classes" / "a", 2).parent
+    marker = tmp_path / "marker"
+    write_crafted_checkpoint(tmp_path / "r" / "probe.state.pt", marker)
+    before = snapshot(tmp_path)
+    result = orl(
+        "eval", "linear", "--checkpoint", "random:resnet18", "--train", classes, "--val", classes,
+        "--out", tmp_path / "r" / "probe.json", "--resume", "--set", "workers=0",
+    )  # fmt: skip
+    refused(result, "probe.state.pt", "refused")
     assert not marker.exists() and snapshot(tmp_path) == before
 
 

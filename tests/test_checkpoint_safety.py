@@ -35,6 +35,14 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
     images = str(write_images(tmp / "images", 3))
     run = tmp / "run"
     write_crafted_checkpoint(run / "checkpoints" / "last.pt", tmp / "marker")
+    # an evaluation's resume state (`<out stem>.state.pt`) next to a real network and folders
+    classes = write_images(tmp / "classes" / "a", 2).parent
+    write_crafted_checkpoint(tmp / "eval" / "out.state.pt", tmp / "marker")
+    (tmp / "subset.txt").write_text("img_000.jpg\n")
+    resumed = [
+        "--checkpoint", "random:resnet18", "--train", str(classes), "--val", str(classes),
+        "--out", str(tmp / "eval" / "out.json"), "--resume",
+    ]  # fmt: skip
     cfg = tmp / "cfg.yaml"
     cfg.write_text(
         f"data: {images}\nepochs: 1\narch: resnet18\nmethod: byol\nbatch_size: 2\nworkers: 0\n"
@@ -56,6 +64,12 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
         "eval knn": ["eval", "knn", "--checkpoint", c, "--train", images, "--val", images],
         "eval scenes": ["eval", "scenes", "--checkpoint", c, "--scenes", str(tmp)],
         "export": ["export", "--checkpoint", c, "--format", "torchvision", "--out", str(tmp / "x")],
+        "export timm": ["export", "--checkpoint", c, "--format", "timm", "--out", str(tmp / "x")],
+        "export safetensors": [
+            "export", "--checkpoint", c, "--format", "safetensors", "--out", str(tmp / "hub"),
+        ],
+        "eval linear --resume state": ["eval", "linear", *resumed],
+        "eval semi --resume state": ["eval", "semi", *resumed, "--subset", str(tmp / "subset.txt")],
         "viz attention": [
             "viz", "attention", "--checkpoint", c, "--images", f"{images}/img_000.jpg",
             "--out", str(tmp / "a.png"),
@@ -76,6 +90,10 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
         "eval knn",
         "eval scenes",
         "export",
+        "export timm",
+        "export safetensors",
+        "eval linear --resume state",
+        "eval semi --resume state",
         "viz attention",
     ],
 )
@@ -88,7 +106,7 @@ def test_crafted_checkpoint_is_refused_without_running_it(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
-    assert "refused" in err and ("evil.pt" in err or "last.pt" in err)
+    assert "refused" in err and any(f in err for f in ("evil.pt", "last.pt", "out.state.pt"))
     assert not marker.exists()
 
 
