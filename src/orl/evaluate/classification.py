@@ -25,7 +25,7 @@ from torchvision import datasets, transforms
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
 from orl.checkpoint import atomic_save, safe_torch_load
 from orl.distributed import DistInfo, all_reduce_mean, barrier
-from orl.evaluate.inputs import EvalInputError, require_dir
+from orl.evaluate.inputs import EvalInputError, read_image, require_dir
 
 
 def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:
@@ -44,10 +44,11 @@ def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:
 def image_folder(
     root: Path, transform: Callable[[Image.Image], torch.Tensor]
 ) -> datasets.ImageFolder:
-    """An ImageFolder (one sub-folder per class), or a one-line EvalInputError."""
+    """An ImageFolder (one sub-folder per class) whose images load through `read_image`, or a
+    one-line EvalInputError."""
     require_dir(root, "an ImageFolder: one sub-folder of images per class")
     try:
-        return datasets.ImageFolder(str(root), transform=transform)
+        return datasets.ImageFolder(str(root), transform=transform, loader=read_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise EvalInputError(
             f"{root}: not an ImageFolder ({exc}); one sub-folder per class"
