@@ -68,6 +68,14 @@ def test_a_value_error_in_a_data_loader_worker_is_its_own_message(
         (["discover", "--checkpoint", "c", "--data", "d", "--out", "{file}"], "is a file"),
         (["export", "--checkpoint", "c", "--format", "torchvision", "--out", "{dir}"], "a folder"),
         (
+            ["export", "--checkpoint", "c", "--format", "safetensors", "--out", "{file}"],
+            "is a file; pass a folder",
+        ),
+        (  # a folder is right for safetensors: the next check is the checkpoint's
+            ["export", "--checkpoint", "c", "--format", "safetensors", "--out", "{dir}"],
+            "c: no such checkpoint file",
+        ),
+        (
             ["eval", "knn", "--checkpoint", "c", "--train", "t", "--val", "v", "--out", "{dir}"],
             "a folder",
         ),
