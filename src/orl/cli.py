@@ -3,27 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from orl.checkpoint import CheckpointError
 from orl.config import ConfigError, add_set_option, load_config
-from orl.data.decode import UnusableImage
-from orl.data.sources import DataSourceError
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
+from orl.train.loop import TrainingError
 from orl.viz.attention import add_attention_parser
 from orl.viz.pairs import add_pairs_parser
 
+
+class OutputError(ValueError):
+    """An --out that cannot be written; the message names it and says what to pass instead."""
+
+
 # Errors caused by what the user asked for: one line on stderr and exit code 2, no traceback.
+# ValueError covers the rest of orl's input errors (every one of them subclasses it).
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    DataSourceError,
+    ValueError,
     CheckpointError,
-    UnusableImage,
+    TrainingError,
     FileNotFoundError,
 )
+# Commands whose --out is a folder (and `export --format safetensors`); every other command's
+# --out is a file.
+FOLDER_OUTPUTS = ("pretrain", "run", "discover")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -215,15 +223,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output(out: Path, folder: bool) -> None:
+    """Refuse an --out of the wrong kind, or where nothing may be written, before any work."""
+    if out.exists() and out.is_dir() != folder:
+        kind, wanted = ("a file", "a folder") if folder else ("a folder", "a file name")
+        raise OutputError(f"--out {out}: is {kind}; pass {wanted}")
+    start = out if folder else out.parent
+    existing = next(p for p in (start, *start.parents) if p.exists())  # ends at "." or "/"
+    if not existing.is_dir():
+        raise OutputError(f"--out {out}: {existing} is a file, not a folder; pick another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out}: no permission to write in {existing}; pick another path")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message; for an error re-raised from a data-loader worker,
+    the worker's own message (the last line of the traceback it carries)."""
+    text = str(exc).strip()
+    if "\nOriginal Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            folder = args.command in FOLDER_OUTPUTS or getattr(args, "format", "") == "safetensors"
+            check_output(Path(args.out), folder)
         return int(args.func(args))
     except USER_ERRORS as exc:
-        print(f"orl: error: {exc}", file=sys.stderr)
+        print(f"orl: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # bad settings detected while building the run
-        print(f"orl: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a real failure
+            raise
+        print(f"orl: error: {exc.filename}: {exc.strerror}; check the path", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("orl: interrupted (resume with --resume)", file=sys.stderr)

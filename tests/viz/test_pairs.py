@@ -3,9 +3,13 @@ says, in the original frame whatever size the picture is decoded at."""
 
 from __future__ import annotations
 
+import errno
+import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from orl.cli import main
@@ -66,3 +70,35 @@ def test_boxes_are_rescaled_from_the_original_frame(tmp_path: Path) -> None:
     assert np.abs(px[10, 25] - COLOURS[0]).max() <= 2  # top edge at y = 100 / 10
     assert np.abs(px[30, 49] - COLOURS[0]).max() <= 2  # right edge at x = 500 / 10
     assert px[30, 70].min() >= 250  # outside the box: white
+
+
+def test_a_failed_write_leaves_the_previous_gallery_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up while the PNG is written: the gallery drawn before stays intact."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (80, 80), (255, 255, 255)).save(photos / f"p{i}.png")
+    boxes = [np.array([[10, 10, 40, 40]]), np.array([[0, 0, 20, 20]]), np.array([[0, 0, 8, 8]])]
+    _store(photos, tmp_path / "corr", boxes)
+    out = tmp_path / "pairs.png"
+    _draw(photos, tmp_path / "corr", out)
+    before = out.read_bytes()
+    real_save = Image.Image.save
+
+    def half_then_fail(self: Image.Image, fp: str | Path | IO[bytes], **kwargs: object) -> None:
+        buffer = io.BytesIO()
+        real_save(self, buffer, format="PNG")
+        half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        if isinstance(fp, str | Path):
+            Path(fp).write_bytes(half)
+        else:
+            fp.write(half)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        _draw(photos, tmp_path / "corr", out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corr", "pairs.png", "photos"]

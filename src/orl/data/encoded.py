@@ -34,7 +34,7 @@ from orl.augment_tensor import (
     draw_global_view,
     photometric_batch,
 )
-from orl.data.decode import MAX_PIXELS, UnusableImage, decode_image
+from orl.data.decode import UnusableImage, decode_image
 from orl.data.sources import ImageList
 from orl.data.views import Batch, RobustImageDataset
 
@@ -66,7 +66,10 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
             w, h = im.size
     except (OSError, SyntaxError, ValueError):
         return None
-    return (w, h) if 0 < w * h <= MAX_PIXELS else None
+    # Above PIL's decompression-bomb threshold the robust decoder decides (reduced-size JPEG
+    # decoding, or a refusal), as on the PIL path.
+    limit = Image.MAX_IMAGE_PIXELS
+    return (w, h) if w * h > 0 and (limit is None or w * h <= limit) else None
 
 
 def contain_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:

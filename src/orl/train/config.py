@@ -78,6 +78,19 @@ class ORLConfig:
                 "'orl.image_weight', 'orl.intra_weight', 'orl.inter_weight' must not be negative "
                 "and at least one must be positive"
             )
+        for name in ("area", "aspect"):  # both are sampled on a log or ratio scale
+            lo, hi = getattr(self, f"jitter_{name}_min"), getattr(self, f"jitter_{name}_max")
+            if not 0 < lo <= hi:
+                raise ValueError(
+                    f"'orl.jitter_{name}_min' and 'orl.jitter_{name}_max' must satisfy "
+                    f"0 < min <= max, got {lo} and {hi}"
+                )
+        if self.jitter_shift < 0:
+            raise ValueError("'orl.jitter_shift' must not be negative")
+        if not 0 <= self.jitter_min_iou < 1:
+            raise ValueError("'orl.jitter_min_iou' must lie in [0, 1)")
+        if self.jitter_attempts < 1:
+            raise ValueError("'orl.jitter_attempts' must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,10 @@ class PretrainConfig:
     save_every_steps: int = 0
 
     def __post_init__(self) -> None:
+        if not self.data or not all(str(d).strip() for d in self.data):
+            raise ValueError(
+                "'data' is empty: set it to an image folder, a .txt image list or a COCO json"
+            )
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch '{self.arch}': choose one of {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "log_every"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from orl.artifacts import atomic_open
 from orl.data.decode import UnusableImage, load_rgb, oriented_size
 from orl.data.sources import resolve_sources
 from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore
@@ -130,8 +131,8 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     paths = [images.path(i) for i in range(len(images))]
     gallery = pairs_gallery(paths, picks, args.height, args.columns)
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    gallery.save(out, format="PNG")
+    with atomic_open(out) as handle:
+        gallery.save(handle, format="PNG")
     print(f"wrote {out}")
     return 0
 
