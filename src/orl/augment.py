@@ -13,6 +13,7 @@ comes from torch's global generator, so seeding it per sample makes a view repro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from PIL import Image, ImageFilter
@@ -24,8 +25,14 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Parameters of both view pipelines; defaults are the paper's (224 px global views)."""
+    """Parameters of both view pipelines; defaults are the paper's (224 px global views).
 
+    `backend`: `pil` decodes and augments in the loader workers with PIL (the reference);
+    `gpu` ships the encoded images and per-view parameters and does both on the training
+    device, batched (`augment_tensor.py`, `data/encoded.py`), with the same random draws.
+    """
+
+    backend: Literal["pil", "gpu"] = "pil"
     image_size: int = 224
     min_scale: float = 0.08
     max_scale: float = 1.0

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from orl.checkpoint import CheckpointError
 from orl.config import ConfigError, add_set_option, load_config
-from orl.data.decode import UnusableImage
-from orl.data.sources import DataSourceError
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
+from orl.train.loop import TrainingError
 from orl.train.preempt import PREEMPTED_EXIT, Preempted
 from orl.viz.attention import add_attention_parser
 from orl.viz.pairs import add_pairs_parser
 
+
+class OutputError(ValueError):
+    """An --out that cannot be written; the message names it and says what to pass instead."""
+
+
 # Errors caused by what the user asked for: one line on stderr and exit code 2, no traceback.
+# ValueError covers the rest of orl's input errors (every one of them subclasses it).
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ConfigError,
-    DataSourceError,
+    ValueError,
     CheckpointError,
-    UnusableImage,
+    TrainingError,
     FileNotFoundError,
 )
+# Commands whose --out is a folder (and `export --format safetensors`); every other command's
+# --out is a file.
+FOLDER_OUTPUTS = ("pretrain", "submit", "run", "discover", "shards")
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -91,11 +99,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_train(args: argparse.Namespace) -> int:
+    import torch
+
     from orl.train.loop import pretrain
 
+    if args.augment_backend is not None:
+        args.overrides.append(f"augment.backend={args.augment_backend}")
     cfg = _pretrain_config(args)
     summary = pretrain(cfg, None, max_steps=args.warmup + args.steps, bench_warmup=args.warmup)
     print(f"data wait: {100 * summary.data_wait_fraction:.1f}% of step time")
+    if torch.cuda.is_available():
+        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
     print(f"train images/s: {summary.images_per_s:.2f}")
     return 0
 
@@ -114,7 +128,7 @@ def cmd_photos(args: argparse.Namespace) -> int:
 
 def cmd_shards(args: argparse.Namespace) -> int:
     from orl.data.shards import ShardError, write_shards
-    from orl.data.sources import resolve_sources
+    from orl.data.sources import DataSourceError, resolve_sources
 
     images = resolve_sources(args.data)
     if any(images.in_shard(i) for i in range(len(images))):
@@ -266,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(p)
     p.add_argument("--warmup", type=int, default=3, help="steps excluded from the measurement")
     p.add_argument("--steps", type=int, default=10, help="measured steps")
+    p.add_argument(
+        "--augment-backend",
+        choices=["pil", "gpu"],
+        help="decode and augment in the loader workers (pil) or on the device (gpu)",
+    )
     p.set_defaults(func=cmd_bench_train)
 
     discover_cli.add_parsers(sub)
@@ -276,15 +295,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_output(out: Path, folder: bool) -> None:
+    """Refuse an --out of the wrong kind, or where nothing may be written, before any work."""
+    if out.exists() and out.is_dir() != folder:
+        kind, wanted = ("a file", "a folder") if folder else ("a folder", "a file name")
+        raise OutputError(f"--out {out}: is {kind}; pass {wanted}")
+    start = out if folder else out.parent
+    existing = next(p for p in (start, *start.parents) if p.exists())  # ends at "." or "/"
+    if not existing.is_dir():
+        raise OutputError(f"--out {out}: {existing} is a file, not a folder; pick another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"--out {out}: no permission to write in {existing}; pick another path")
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error's message; for an error re-raised from a data-loader worker,
+    the worker's own message (the last line of the traceback it carries)."""
+    text = str(exc).strip()
+    if "\nOriginal Traceback" in text:
+        last = text.splitlines()[-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return (text.splitlines() or [type(exc).__name__])[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            folder = args.command in FOLDER_OUTPUTS or getattr(args, "format", "") == "safetensors"
+            check_output(Path(args.out), folder)
         return int(args.func(args))
     except USER_ERRORS as exc:
-        print(f"orl: error: {exc}", file=sys.stderr)
+        print(f"orl: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # bad settings detected while building the run
-        print(f"orl: error: {exc}", file=sys.stderr)
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a real failure
+            raise
+        print(f"orl: error: {exc.filename}: {exc.strerror}; check the path", file=sys.stderr)
         return 2
     except Preempted as stop:  # SIGTERM/SIGUSR1/SIGUSR2: the run is saved
         print(f"orl: {stop}; continue with --resume auto", file=sys.stderr)

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from tests.conftest import write_images
+from tests.data.test_decode import write_zero_png
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
@@ -246,3 +250,19 @@ def test_resume_refuses_the_state_of_another_checkpoint_or_setting(
     assert (
         main([*_linear(image_folders, other), "--checkpoint", "random:resnet18", "--resume"]) == 0
     )
+
+
+def test_image_folder_samples_load_through_the_robust_decoder(tmp_path: Path) -> None:
+    """Training and validation images of linear and semi: a bomb is a one-line error naming it,
+    and a photo stored sideways (EXIF orientation 6) is read upright, as training read it."""
+    write_images(tmp_path / "a", 1, size=(20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    with Image.open(tmp_path / "a" / "img_000.jpg") as photo:
+        photo.save(tmp_path / "a" / "sideways.jpg", exif=exif)
+    bomb = write_zero_png(tmp_path / "a" / "zz_bomb.png", 13_400, 13_400)
+    data = image_folder(tmp_path, transform=lambda image: image)
+    assert [Path(p).name for p, _ in data.samples] == ["img_000.jpg", "sideways.jpg", "zz_bomb.png"]
+    assert data[0][0].size == (30, 20) and data[1][0].size == (20, 30)
+    with pytest.raises(EvalInputError, match=f"^{re.escape(str(bomb))}: unusable image"):
+        data[2]

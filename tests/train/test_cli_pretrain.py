@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from orl.checkpoint import CheckpointError
 from orl.cli import main
-from orl.config import load_config
+from orl.config import load_config, to_dict
 from orl.data.sources import resolve_sources
 from orl.models.pretrained import load_pretrained
 from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
+from orl.train.state import RESUME_SETTINGS, check_resumable
 from tests.data.test_decode import make_zoo
 
 
@@ -151,6 +153,21 @@ def test_resume_refuses_another_precision_or_multicrop(
     assert (run / "checkpoints" / "last.pt").read_bytes() == before
 
 
+def test_a_checkpoint_from_before_the_gpu_settings_resumes_as_the_pil_backend(
+    tiny_config: Path,
+) -> None:
+    """Runs recorded before `augment.backend` and `model.concat_views` existed were PIL-backend
+    runs with per-view forwards: they resume as such, and not on the gpu backend."""
+    cfg = load_config(PretrainConfig, tiny_config, [])
+    old = to_dict(cfg)
+    del old["augment"]["backend"], old["model"]["concat_views"]
+    ckpt = {"data_fingerprint": "f", "config": old}
+    check_resumable(ckpt, cfg, "f", RESUME_SETTINGS)
+    gpu = load_config(PretrainConfig, tiny_config, ["augment.backend=gpu"])
+    with pytest.raises(CheckpointError, match="setting 'augment' differs"):
+        check_resumable(ckpt, gpu, "f", RESUME_SETTINGS)
+
+
 def test_torn_checkpoint_gives_a_clear_message(
     tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -208,3 +225,18 @@ def test_each_stage1_method_trains_through_the_cli_and_feeds_discover(
     store = CorrespondenceStore.open(corr)
     assert store.num_images == 24 and store.neighbours(0).shape == (3,)
     assert store.meta["checkpoint_sha256"] == pre.sha256
+
+
+def test_a_data_set_with_no_decodable_image_is_refused_before_training(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"x{i}.jpg").write_bytes(b"not a jpeg")
+    run = tmp_path / "run"
+    argv = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--set", f"data={bad}"]
+    assert main([*argv, "--set", "batch_size=2"]) == 2  # a batch fits: the images are the culprit
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "none of the 3 images" in err and str(bad) in err
+    assert not run.exists()

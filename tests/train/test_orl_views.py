@@ -12,10 +12,18 @@ from PIL import Image
 from orl.augment import AugmentConfig
 from orl.config import ConfigError, load_config
 from orl.data.crops import crop_and_warp
+from orl.data.encoded import render_views
 from orl.data.sources import resolve_sources
+from orl.data.views import collate
 from orl.discover.store import CorrespondenceStore, StoreMismatch, write_store
 from orl.train.config import PretrainConfig
-from orl.train.orl import JitterConfig, ORLDataset, build_orl_dataset
+from orl.train.orl import (
+    EncodedORLDataset,
+    JitterConfig,
+    ORLChoices,
+    ORLDataset,
+    build_orl_dataset,
+)
 
 QUADRANTS = np.array([[0, 0, 32, 32], [32, 0, 32, 32], [0, 32, 32, 32], [32, 32, 32, 32]])
 NO_PHOTOMETRIC = AugmentConfig(
@@ -57,7 +65,7 @@ def test_patches_come_from_the_right_images_and_boxes(tmp_path: Path) -> None:
     store = CorrespondenceStore.open(quadrant_store(folder, tmp_path / "corr"))
     images = resolve_sources([folder])
     branches = ("image", "intra", "inter")
-    ds = ORLDataset(images, store, NO_PHOTOMETRIC, JitterConfig(), branches, seed=0)
+    ds = ORLDataset(images, ORLChoices(store, JitterConfig(), branches), NO_PHOTOMETRIC, seed=0)
     seen_neighbours, jittered = set(), 0
     for epoch in range(40):
         s = ds[(epoch, 2)]
@@ -85,10 +93,8 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
     images = resolve_sources([folder])
     ds = ORLDataset(
         images,
-        store,
+        ORLChoices(store, JitterConfig(), ("image", "inter")),
         AugmentConfig(image_size=32, patch_size=16),
-        JitterConfig(),
-        ("image", "inter"),
         seed=3,
     )
     a, b = ds[(1, 0)], ds[(1, 0)]
@@ -96,6 +102,50 @@ def test_same_key_same_views_and_branches_follow_the_weights(tmp_path: Path) -> 
     for branch in a.views:
         for x, y in zip(a.views[branch], b.views[branch], strict=True):
             assert torch.equal(x, y)
+
+
+PHOTOMETRIC_P = ("flip_p", "jitter_p", "grayscale_p", "view1_blur_p", "view2_blur_p")
+PIXELS_OFF = [f"augment.{p}=0" for p in (*PHOTOMETRIC_P, "view2_solarize_p")]
+
+
+@pytest.mark.parametrize(
+    ("settings", "levels"),
+    [
+        ([], 3.0),  # the kernels differ by a few levels (docs/design.md)
+        (["orl.image_weight=0", *PIXELS_OFF], 1.0),  # crops and resizes alone: the same patches
+    ],
+)
+def test_gpu_backend_views_equal_the_pil_backend_sample_by_sample(
+    tmp_path: Path, settings: list[str], levels: float
+) -> None:
+    """Both backends draw the same neighbour, boxes, jitter and pair from a sample's seed
+    (`ORLChoices.draw`), also without the image-level branch."""
+    folder = quadrant_images(tmp_path / "q", 8)
+    corr = quadrant_store(folder, tmp_path / "corr")
+    base = {
+        "data": [str(folder)],
+        "epochs": 1,
+        "arch": "resnet18",
+        "method": "orl",
+        "batch_size": 4,
+    }
+    settings = [f"orl.corr={corr}", "augment.image_size=32", "augment.patch_size=16", *settings]
+    pil_cfg = load_config(PretrainConfig, None, settings, base=base)
+    gpu_cfg = load_config(PretrainConfig, None, [*settings, "augment.backend=gpu"], base=base)
+    images = resolve_sources([folder])
+    pil, gpu = build_orl_dataset(pil_cfg, images), build_orl_dataset(gpu_cfg, images)
+    assert isinstance(pil, ORLDataset) and isinstance(gpu, EncodedORLDataset)
+    keys = [(0, i) for i in range(8)]
+    ref = collate([pil[k] for k in keys])
+    got = render_views(collate([gpu[k] for k in keys]), torch.device("cpu"), gpu_cfg.augment)
+    branches = (
+        {"intra", "inter"} if "orl.image_weight=0" in settings else {"image", "intra", "inter"}
+    )
+    assert got.keys() == ref.views.keys() == branches
+    for branch, views in got.items():
+        for v, x in enumerate(views):
+            diff = (x.float() - ref.views[branch][v].float()).abs().mean(dim=(1, 2, 3))
+            assert diff.max() < levels, (branch, v)
 
 
 def test_store_of_another_data_set_is_refused(tmp_path: Path) -> None:

@@ -3,9 +3,13 @@ says, in the original frame whatever size the picture is decoded at."""
 
 from __future__ import annotations
 
+import errno
+import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from orl.cli import main
@@ -99,3 +103,35 @@ def test_pairs_of_distinct_photos_come_before_near_duplicates(tmp_path: Path) ->
     ]
     is_dup = near_duplicates(paths)
     assert is_dup(0, 1) and not is_dup(2, 3) and not is_dup(0, 2)
+
+
+def test_a_failed_write_leaves_the_previous_gallery_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A disk that fills up while the PNG is written: the gallery drawn before stays intact."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.new("RGB", (80, 80), (255, 255, 255)).save(photos / f"p{i}.png")
+    boxes = [np.array([[10, 10, 40, 40]]), np.array([[0, 0, 20, 20]]), np.array([[0, 0, 8, 8]])]
+    _store(photos, tmp_path / "corr", boxes)
+    out = tmp_path / "pairs.png"
+    _draw(photos, tmp_path / "corr", out)
+    before = out.read_bytes()
+    real_save = Image.Image.save
+
+    def half_then_fail(self: Image.Image, fp: str | Path | IO[bytes], **kwargs: object) -> None:
+        buffer = io.BytesIO()
+        real_save(self, buffer, format="PNG")
+        half = buffer.getvalue()[: len(buffer.getvalue()) // 2]
+        if isinstance(fp, str | Path):
+            Path(fp).write_bytes(half)
+        else:
+            fp.write(half)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Image.Image, "save", half_then_fail)
+    with pytest.raises(OSError, match="No space"):
+        _draw(photos, tmp_path / "corr", out)
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corr", "pairs.png", "photos"]

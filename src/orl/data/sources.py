@@ -22,9 +22,11 @@ import hashlib
 import io
 import json
 import os
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -70,7 +72,18 @@ class ImageList:
 
     def decode(self, i: int, max_side: int | None = None) -> Decoded:
         """Image `i` decoded (`data/decode.py`), from its file or from its shard."""
-        return decode_at(self.path(i), self.offset(i), int(self.sizes[i]), max_side)
+        return decode_image(self.source(i), max_side)
+
+    def source(self, i: int) -> str | BinaryIO:
+        """What the decoder reads for image `i`: its file, or its shard member's bytes (an
+        unreadable member raises UnusableImage, like an unreadable file)."""
+        return member_source(self.path(i), self.offset(i), int(self.sizes[i]))
+
+    def read_bytes(self, i: int) -> bytes:
+        """The encoded bytes of image `i` (OSError or ShardError when they cannot be read)."""
+        if not self.in_shard(i):
+            return Path(self.path(i)).read_bytes()
+        return read_member(self.path(i), self.offset(i), int(self.sizes[i]))
 
     def shard_starts(self) -> np.ndarray | None:
         """First position of every run of images read from one container (a shard; a plain file
@@ -84,31 +97,86 @@ class ImageList:
         return bytes(self.relpaths[i]).decode("utf-8")
 
 
-def decode_at(path: str, offset: int, size: int, max_side: int | None = None) -> Decoded:
-    """The image file `path` (`offset` < 0) or the `size` bytes at `offset` of the shard `path`,
-    decoded; an unreadable member raises UnusableImage like an unreadable file."""
+def member_source(path: str, offset: int, size: int) -> str | BinaryIO:
+    """The image file `path` (`offset` < 0), or the `size` bytes at `offset` of the shard `path`;
+    an unreadable member raises UnusableImage like an unreadable file."""
     if offset < 0:
-        return decode_image(path, max_side)
+        return path
     try:
-        data = read_member(path, offset, size)
+        return io.BytesIO(read_member(path, offset, size))
     except (OSError, ShardError) as exc:
         raise UnusableImage(str(exc)[:120]) from exc
-    return decode_image(io.BytesIO(data), max_side)
+
+
+def decode_at(path: str, offset: int, size: int, max_side: int | None = None) -> Decoded:
+    """`member_source(path, offset, size)` decoded by the one decoder (`data/decode.py`)."""
+    return decode_image(member_source(path, offset, size), max_side)
 
 
 def _scan_folder(root: Path) -> list[str]:
+    """Relative paths of the images below `root`, sorted; hidden files and folders left out.
+
+    Folder links are followed (a data set may be assembled from links), but each real folder is
+    read once, identified by (device, inode): a link back into the tree (`loop -> .`) adds
+    nothing, and the real path of a folder wins over a link to it. A link to the root or one of
+    its ancestors (`up -> ..`) is not followed: it would leave the data root and come back in.
+    """
+    root_real = Path(os.path.realpath(root))
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    visited = {_folder_id(root)}
+    folders: deque[str] = deque([""])
+    links: deque[str] = deque()  # folder links, read after every real folder reached so far
+    while folders or links:
+        if not folders:
+            link = links.popleft()
+            target = Path(os.path.realpath(root / link))
+            identity = _folder_id(root / link)
+            if (
+                identity is not None
+                and identity not in visited
+                and target
+                not in (
+                    root_real,
+                    *root_real.parents,
+                )
+            ):
+                visited.add(identity)
+                folders.append(link)
+            continue
+        folder = folders.popleft()
+        try:
+            entries = sorted(os.scandir(root / folder), key=lambda e: e.name)
+        except OSError:  # unreadable folder: skipped, like os.walk does
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_symlink() and entry.is_dir():
+                links.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                visited.add(_folder_id(root / rel))
+                folders.append(rel)
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                found.append(rel)
     return sorted(found)
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _read_list(list_file: Path) -> tuple[Path, list[str]]:
     rels = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{list_file}: not UTF-8 text ({exc.reason}); save it so") from exc
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             rels.append(line)
@@ -142,9 +210,15 @@ def _read_coco(spec: str) -> tuple[Path, list[str], list[int]]:
         with json_path.open(encoding="utf-8") as f:
             images = json.load(f)["images"]
         rels = [str(im["file_name"]) for im in images]
-        ids = [int(im["id"]) for im in images]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        ids = [im["id"] for im in images]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise DataSourceError(f"{json_path}: not a COCO annotation file ({exc})") from exc
+    for j, image_id in enumerate(ids):
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            raise DataSourceError(
+                f"{json_path}: images[{j}] ({rels[j]}) has id {image_id!r}, not an integer; "
+                "fix that entry"
+            )
     return image_dir, rels, ids
 
 
@@ -162,6 +236,10 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
     member_sizes: dict[int, int] = {}
     for k, raw in enumerate(specs):
         spec = str(raw)
+        if not spec.strip():  # Path("") is the current folder: never what was meant
+            raise DataSourceError(
+                "an empty data source: give an image folder, a .txt image list or a COCO json"
+            )
         base = Path(spec)
         ids: list[int] | None = None
         if is_shard_spec(spec):
@@ -191,6 +269,7 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
             )
         if not rels:
             raise DataSourceError(f"{base}: no images found")
+        _require_utf8_names(root, rels)
         for j, rel in enumerate(rels):
             abs_paths.append(str((root / rel).absolute()))
             rel_paths.append(rel)
@@ -214,6 +293,18 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
         fingerprint=h.hexdigest(),
         offsets=np.array(member_offsets, dtype=np.int64),
     )
+
+
+def _require_utf8_names(root: Path, rels: Sequence[str]) -> None:
+    """Paths are stored and fingerprinted as UTF-8; a name that is not is named, not crashed on."""
+    for rel in rels:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = os.fsencode(root / rel).decode("utf-8", "backslashreplace")
+            raise DataSourceError(
+                f"{shown}: the file name is not valid UTF-8; rename the file (or leave it out)"
+            ) from exc
 
 
 def _size(path: str) -> int:

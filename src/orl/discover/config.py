@@ -34,6 +34,9 @@ class DiscoverConfig:
     # RoI embeddings (sec. 3.1 (ii)): "warp" = crop + resize each box and run the backbone on it
     # (the authors); "roi-align" = one backbone pass per image and RoIAlign on the last map.
     roi_mode: Literal["warp", "roi-align"] = "warp"
+    # warp mode: "pil" decodes and warps with PIL (the authors); "gpu" decodes on the device
+    # (nvJPEG on CUDA) and warps all of an image's boxes there (antialiased bilinear)
+    roi_backend: Literal["pil", "gpu"] = "pil"
     roi_size: int = 224
     roi_align_side: int = 640  # roi-align: the image's longer side for its single pass
     roi_align_output: int = 7

@@ -65,6 +65,8 @@ def _step_dirs(cfg: DiscoverConfig, images: ImageList, out: Path, ckpt_sha: str)
     boxes = [cfg.boxes, cfg.proposal_file, proposal_keys, cfg.min_size, cfg.max_aspect]
     boxes += [cfg.max_iou, cfg.max_boxes]
     roi_keys = [c[k] for k in ("roi_mode", "roi_size", "roi_align_side", "roi_align_output")]
+    if cfg.roi_backend != "pil":  # keeps the keys of stores made before the setting existed
+        roi_keys.append(cfg.roi_backend)
     roi = settings_key(base, ckpt_sha, embed, boxes, roi_keys, cfg.roi_feature_dtype, length=16)
     knn = settings_key(embed, cfg.k, length=16)
     return {

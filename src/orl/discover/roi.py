@@ -15,6 +15,9 @@ from PIL import Image
 from torch import nn
 from torchvision.ops import roi_align
 
+from orl.augment import normalize_on_device
+from orl.augment_tensor import resize_crops
+from orl.data.crops import crop_rect
 from orl.discover.images import to_tensor, warp_crops
 from orl.models.backbone import stage_features
 
@@ -34,6 +37,26 @@ def embed_rois_warp(
     for start in range(0, len(boxes), batch_size):
         crops = warp_crops(img, boxes[start : start + batch_size], size, frame).to(device)
         out.append(F.normalize(backbone(crops).float(), dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.inference_mode()
+def embed_rois_warp_tensor(
+    backbone: nn.Module,
+    pixels: torch.Tensor,
+    boxes: np.ndarray,
+    frame: tuple[int, int],
+    size: int,
+    batch_size: int,
+) -> np.ndarray:
+    """`embed_rois_warp` on a decoded (3, H, W) uint8 image already on the device: the boxes are
+    cut and warped there, `batch_size` at a time (antialiased bilinear, 8-bit levels as PIL's)."""
+    shape = (int(pixels.shape[-1]), int(pixels.shape[-2]))
+    rects = [(0, crop_rect((b[0], b[1], b[2], b[3]), frame, shape)) for b in boxes.tolist()]
+    out = []
+    for start in range(0, len(rects), batch_size):
+        crops = resize_crops([pixels], rects[start : start + batch_size], size).round_()
+        out.append(F.normalize(backbone(normalize_on_device(crops)).float(), dim=1).cpu())
     return torch.cat(out).numpy()
 
 

@@ -13,11 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
 from orl.config import settings_key
 from orl.data.decode import UnusableImage, oriented_size
+from orl.data.encoded import decode_images, load_encoded
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
 from orl.discover.filter import clip_to_image, filter_proposals
@@ -25,7 +27,7 @@ from orl.discover.images import centre_crop
 from orl.discover.knn import knn_search
 from orl.discover.pairs import top_pairs
 from orl.discover.proposals import SearchTask, image_seed, search_many
-from orl.discover.roi import embed_rois_align, embed_rois_warp
+from orl.discover.roi import embed_rois_align, embed_rois_warp, embed_rois_warp_tensor
 from orl.discover.shards import Shards, load_npz, save_npz
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, offsets_of
 from orl.models.byol import Encoder
@@ -116,10 +118,8 @@ def _decode(images: ImageList, i: int) -> tuple[object | None, tuple[int, int]]:
         decoded = images.decode(i)
         return decoded.image, decoded.frame
     except (UnusableImage, OSError, SyntaxError, ValueError):
-        if images.in_shard(i):
-            return None, (1, 1)
         try:
-            return None, oriented_size(images.path(i))
+            return None, oriented_size(images.source(i))
         except Exception:  # any header failure: the image is skipped either way
             return None, (1, 1)
 
@@ -181,46 +181,20 @@ def roi_step(
     whose proposals all fail the filter keep the first one (flag `fallback`, the authors' rule).
     """
     cfg = ctx.cfg
-    backbone = encoder.backbone
     todo = ctx.todo("roi")
     with ctx.bar(todo, "RoI embeddings") as bar:
         for s in todo:
             ids = list(ctx.shards.range(s))
             proposals = raw(s)
             boxes, flags, feats = [], np.zeros(len(ids), np.uint8), []
-            for j, i in enumerate(ids):
-                w, h = (int(v) for v in embedded["frames"][i])
-                whole = np.array([[0, 0, w, h]], np.int32)
-                candidates = clip_to_image(proposals[j], (w, h))
-                img = ctx.images.decode(i).image if embedded["usable"][i] else None
-                if img is None:
-                    kept, flags[j] = whole, FLAG_SKIPPED
-                elif len(candidates) == 0:
-                    kept, flags[j] = whole, FLAG_FALLBACK
-                else:
-                    kept, fell_back = filter_proposals(
-                        candidates, cfg.min_size, cfg.max_aspect, cfg.max_iou, cfg.max_boxes
-                    )
-                    flags[j] = FLAG_FALLBACK if fell_back else 0
-                if img is None:
-                    f = None
-                elif cfg.roi_mode == "warp":
-                    f = embed_rois_warp(
-                        backbone, img, kept, (w, h), cfg.roi_size, cfg.batch_size, ctx.device
-                    )
-                else:
-                    f = embed_rois_align(
-                        backbone,
-                        img,
-                        kept,
-                        (w, h),
-                        cfg.roi_align_side,
-                        cfg.roi_align_output,
-                        ctx.device,
-                    )
-                boxes.append(kept)
-                feats.append(f)
-                bar.update(1)
+            for chunk in _batches(list(range(len(ids))), cfg.batch_size):
+                pixels = _roi_images(ctx, [ids[j] for j in chunk], embedded["usable"])
+                for j, img in zip(chunk, pixels, strict=True):
+                    frame = (int(embedded["frames"][ids[j]][0]), int(embedded["frames"][ids[j]][1]))
+                    kept, flags[j] = _kept_boxes(cfg, proposals[j], frame, img is not None)
+                    boxes.append(kept)
+                    feats.append(None if img is None else _embed(ctx, encoder, img, kept, frame))
+                    bar.update(1)
             full = [np.zeros((1, encoder.feat_dim), np.float32) if f is None else f for f in feats]
             feat_arr = np.concatenate(full).astype(cfg.roi_feature_dtype)
             # features first, the npz (the shard's "done" marker) last
@@ -233,6 +207,51 @@ def roi_step(
                 },
                 ctx.shard_file("roi", s),
             )
+
+
+def _roi_images(
+    ctx: Context, ids: list[int], usable: np.ndarray
+) -> list[Image.Image | torch.Tensor | None]:
+    """The images of `ids` (None where unusable): PIL images, or with `roi_backend: gpu` in warp
+    mode (3, H, W) uint8 tensors decoded on the device in one batch."""
+    if ctx.cfg.roi_backend == "pil" or ctx.cfg.roi_mode != "warp":
+        return [ctx.images.decode(i).image if usable[i] else None for i in ids]
+    encoded = [load_encoded(ctx.images, i, None) for i in ids if usable[i]]
+    decoded = iter(decode_images(encoded, ctx.device, []) if encoded else [])
+    return [next(decoded) if usable[i] else None for i in ids]
+
+
+def _kept_boxes(
+    cfg: DiscoverConfig, proposals: np.ndarray, frame: tuple[int, int], usable: bool
+) -> tuple[np.ndarray, int]:
+    """An image's filtered boxes and flag (see `roi_step`)."""
+    whole = np.array([[0, 0, frame[0], frame[1]]], np.int32)
+    candidates = clip_to_image(proposals, frame)
+    if not usable:
+        return whole, FLAG_SKIPPED
+    if len(candidates) == 0:
+        return whole, FLAG_FALLBACK
+    kept, fell_back = filter_proposals(
+        candidates, cfg.min_size, cfg.max_aspect, cfg.max_iou, cfg.max_boxes
+    )
+    return kept, FLAG_FALLBACK if fell_back else 0
+
+
+def _embed(
+    ctx: Context,
+    encoder: Encoder,
+    img: Image.Image | torch.Tensor,
+    kept: np.ndarray,
+    frame: tuple[int, int],
+) -> np.ndarray:
+    cfg, backbone = ctx.cfg, encoder.backbone
+    if isinstance(img, torch.Tensor):
+        return embed_rois_warp_tensor(backbone, img, kept, frame, cfg.roi_size, cfg.batch_size)
+    if cfg.roi_mode == "warp":
+        return embed_rois_warp(backbone, img, kept, frame, cfg.roi_size, cfg.batch_size, ctx.device)
+    return embed_rois_align(
+        backbone, img, kept, frame, cfg.roi_align_side, cfg.roi_align_output, ctx.device
+    )
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
-from orl.checkpoint import atomic_save
+from orl.checkpoint import atomic_save, safe_torch_load
 from orl.distributed import DistInfo, all_reduce_mean, barrier
-from orl.evaluate.inputs import EvalInputError, require_dir
+from orl.evaluate.inputs import EvalInputError, read_image, require_dir
 
 # AlexNet's PCA colour noise on ImageNet (Krizhevsky et al. 2012; fb.resnet.torch's values, as the
 # authors' linear benchmark): eigenvalues and eigenvectors (columns) of the RGB covariance of
@@ -85,10 +85,11 @@ def with_sync_bn(module: nn.Module, dist: DistInfo, enabled: bool) -> nn.Module:
 def image_folder(
     root: Path, transform: Callable[[Image.Image], torch.Tensor]
 ) -> datasets.ImageFolder:
-    """An ImageFolder (one sub-folder per class), or a one-line EvalInputError."""
+    """An ImageFolder (one sub-folder per class) whose images load through `read_image`, or a
+    one-line EvalInputError."""
     require_dir(root, "an ImageFolder: one sub-folder of images per class")
     try:
-        return datasets.ImageFolder(str(root), transform=transform)
+        return datasets.ImageFolder(str(root), transform=transform, loader=read_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise EvalInputError(
             f"{root}: not an ImageFolder ({exc}); one sub-folder per class"
@@ -160,10 +161,11 @@ def save_run_state(state: StateFile, variables: dict[str, Any]) -> None:
 
 def load_run_state(state: StateFile) -> dict[str, Any]:
     """The variables `save_run_state` wrote, refused with one line if another run wrote them
-    (weights_only: no pickled code is run)."""
+    or if the file holds anything but tensors and plain data (`safe_torch_load`)."""
     if not state.path.is_file():
         raise EvalInputError(f"{state.path}: nothing to resume from; drop --resume to start afresh")
-    saved: dict[str, Any] = torch.load(state.path, map_location="cpu", weights_only=True)
+    loaded = safe_torch_load(state.path)
+    saved: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
     stamp = saved.get("stamp")
     if not isinstance(stamp, dict):
         stamp = {}

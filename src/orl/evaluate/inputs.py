@@ -1,4 +1,5 @@
-"""What every evaluation command reads first: the network to evaluate and the folders it needs.
+"""What every evaluation command reads: the network to evaluate, the folders it needs and their
+images.
 
 `--checkpoint` takes any ResNet that `orl export` writes or another library publishes, so that
 networks from elsewhere are compared on one protocol:
@@ -24,8 +25,10 @@ from pathlib import Path
 
 import torch
 import torchvision
+from PIL import Image
 
-from orl.checkpoint import CheckpointError, file_sha256
+from orl.checkpoint import CheckpointError, file_sha256, safe_torch_load
+from orl.data.decode import UnusableImage, load_rgb
 from orl.evaluate.detectron2 import read_detectron2_pickle
 from orl.models.backbone import ARCHS, build_backbone
 from orl.models.pretrained import Pretrained, load_pretrained
@@ -75,11 +78,9 @@ def load_weights(spec: str, seed: int = 0) -> Pretrained:
         except (pickle.UnpicklingError, ValueError, EOFError) as exc:
             raise EvalInputError(f"{path}: not a usable Detectron2 weight pickle ({exc})") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise EvalInputError(
-            f"{path}: unreadable torch file ({type(exc).__name__}); re-export or re-download it"
-        ) from exc
+        obj = safe_torch_load(path)
+    except CheckpointError as exc:
+        raise EvalInputError(str(exc)) from exc
     if isinstance(obj, dict) and obj.get("format") == "orl-checkpoint":
         try:
             return load_pretrained(path)
@@ -130,3 +131,20 @@ def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise EvalInputError(f"{path}: no such folder (expected {what})")
     return path
+
+
+def read_image(path: str | Path) -> Image.Image:
+    """An evaluation image as 8-bit RGB, decoded as training decodes it (`data/decode.py`: EXIF
+    orientation applied, odd modes converted, PIL's decompression-bomb guard kept, a JPEG above it
+    decoded at reduced size).
+
+    An unusable file is a one-line EvalInputError naming it. It is not skipped: a protocol's
+    scores are defined over its whole evaluation set, and a skipped image would shift every
+    feature row against its label.
+    """
+    try:
+        return load_rgb(path)
+    except UnusableImage as exc:
+        raise EvalInputError(
+            f"{path}: unusable image ({exc}); replace the file or remove it from the data set"
+        ) from exc

@@ -46,6 +46,9 @@ class ModelConfig:
     # Fresh weights: "authors" = Kaiming-normal fan_in convolutions and head Linears with zero
     # bias (the authors' code, the paper presets); "torchvision" = torchvision's and PyTorch's.
     init: Init = "torchvision"
+    # BYOL family: both views of a branch in one forward (fewer, larger kernels) with BN still
+    # normalising each view on its own (models/split_bn.py); needs sync_bn: false
+    concat_views: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,19 @@ class ORLConfig:
                 "'orl.image_weight', 'orl.intra_weight', 'orl.inter_weight' must not be negative "
                 "and at least one must be positive"
             )
+        for name in ("area", "aspect"):  # both are sampled on a log or ratio scale
+            lo, hi = getattr(self, f"jitter_{name}_min"), getattr(self, f"jitter_{name}_max")
+            if not 0 < lo <= hi:
+                raise ValueError(
+                    f"'orl.jitter_{name}_min' and 'orl.jitter_{name}_max' must satisfy "
+                    f"0 < min <= max, got {lo} and {hi}"
+                )
+        if self.jitter_shift < 0:
+            raise ValueError("'orl.jitter_shift' must not be negative")
+        if not 0 <= self.jitter_min_iou < 1:
+            raise ValueError("'orl.jitter_min_iou' must lie in [0, 1)")
+        if self.jitter_attempts < 1:
+            raise ValueError("'orl.jitter_attempts' must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,10 @@ class PretrainConfig:
     save_every_steps: int = 0
 
     def __post_init__(self) -> None:
+        if not self.data or not all(str(d).strip() for d in self.data):
+            raise ValueError(
+                "'data' is empty: set it to an image folder, a .txt image list or a COCO json"
+            )
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch '{self.arch}': choose one of {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "log_every"):
@@ -137,6 +157,13 @@ class PretrainConfig:
             raise ValueError("'workers' and 'save_every_*' must not be negative")
         if self.model.bn_splits < 1 or self.batch_size % self.model.bn_splits:
             raise ValueError("'model.bn_splits' must divide 'batch_size'")
+        if self.model.concat_views and self.method in ("simclr", "mocov2"):
+            raise ValueError("'model.concat_views' applies to byol, orl and byol_multicrop only")
+        if self.model.concat_views and self.model.sync_bn:
+            raise ValueError(
+                "'model.concat_views' needs 'model.sync_bn: false' (SyncBatchNorm would "
+                "normalise the concatenated views together)"
+            )
         if self.contrastive.temperature <= 0:
             raise ValueError("'contrastive.temperature' must be positive")
         if self.method == "mocov2" and self.contrastive.queue_size < self.batch_size:

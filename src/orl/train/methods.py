@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from orl.augment import global_view
+from orl.data.encoded import EncodedTwoViewDataset
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset, TwoViewDataset
 from orl.models.byol import Encoder, OnlineNetwork, make_target
@@ -34,7 +35,7 @@ class MethodParts:
     target: Encoder | None  # EMA of the online encoder: BYOL's target, MoCo's key encoder
     queue: KeyQueue | None  # MoCo v2's negatives (a buffer, so it is checkpointed)
     objective: Objective  # forward passes and loss of one step
-    dataset: RobustImageDataset  # the views each sample gives, by branch
+    dataset: RobustImageDataset[Any]  # the views each sample gives, by branch
     branches: tuple[str, ...]  # the loss terms the objective returns (logged as loss_<branch>)
     resume_settings: tuple[str, ...]  # settings of this method a resumed run must keep
 
@@ -67,10 +68,14 @@ def build_method(cfg: PretrainConfig, images: ImageList) -> MethodParts:
             return MethodParts(online, key_encoder, queue, objective, dataset, ("image",), settings)
 
 
-def two_view_dataset(cfg: PretrainConfig, images: ImageList, crop_pairs: int = 0) -> TwoViewDataset:
+def two_view_dataset(
+    cfg: PretrainConfig, images: ImageList, crop_pairs: int = 0
+) -> TwoViewDataset | EncodedTwoViewDataset:
     """BYOL's two global views (sec. 3.1 "Stage 1"), plus `crop_pairs` pairs of `patch_size`
-    crops for multi-crop BYOL (Table 5c)."""
+    crops for multi-crop BYOL (Table 5c), on the configured `augment.backend`."""
     aug = cfg.augment
+    if aug.backend == "gpu":
+        return EncodedTwoViewDataset(images, aug, cfg.seed, cfg.max_side, crop_pairs)
     small = (global_view(aug, 1, aug.patch_size), global_view(aug, 2, aug.patch_size))
     views = (global_view(aug, 1), global_view(aug, 2))
     return TwoViewDataset(images, *views, cfg.seed, cfg.max_side, [small] * crop_pairs)
@@ -82,21 +87,24 @@ def _encoder(cfg: PretrainConfig) -> Encoder:
 
 
 def _split_bn(cfg: PretrainConfig, online: Online) -> Online:
-    """BN statistics per 1/bn_splits of the batch (`model.bn_splits`), replaced in place."""
-    if cfg.model.bn_splits > 1:
-        convert_split_bn(online, cfg.model.bn_splits)
+    """BN statistics per 1/bn_splits of the batch (`model.bn_splits`), replaced in place. With
+    `model.concat_views` each view is half of the joint batch, so every view's slice gets its own
+    statistics too."""
+    splits = cfg.model.bn_splits * (2 if cfg.model.concat_views else 1)
+    if splits > 1:
+        convert_split_bn(online, splits)
     return online
 
 
 def _byol_family(
     cfg: PretrainConfig,
     weights: dict[str, float],
-    dataset: RobustImageDataset,
+    dataset: RobustImageDataset[Any],
     settings: tuple[str, ...],
 ) -> MethodParts:
     """BYOL's online network with one predictor per weighted branch, its target, eq. 2's loss."""
     network = OnlineNetwork(_encoder(cfg), list(weights), cfg.model.pred_hidden, cfg.model.init)
     online = _split_bn(cfg, network)
-    objective = partial(byol_objective, weights=weights)
+    objective = partial(byol_objective, weights=weights, concat=cfg.model.concat_views)
     target = make_target(online.encoder)
     return MethodParts(online, target, None, objective, dataset, tuple(weights), settings)

@@ -24,14 +24,32 @@ Objective = Callable[[nn.Module, nn.Module | None, Views], tuple[torch.Tensor, T
 
 
 def byol_objective(
-    model: nn.Module, target: nn.Module | None, views: Views, *, weights: dict[str, float]
+    model: nn.Module,
+    target: nn.Module | None,
+    views: Views,
+    *,
+    weights: dict[str, float],
+    concat: bool = False,
 ) -> tuple[torch.Tensor, Terms]:
     """BYOL, ORL, multi-crop BYOL: every branch's predictions regress the target's projections
-    (eq. 2: weighted sum of symmetric BYOL losses)."""
+    (eq. 2: weighted sum of symmetric BYOL losses).
+
+    `concat`: each branch's two views go through the networks as one batch, whose batch norms
+    normalise each view's half on its own (`model.concat_views`), then are split again.
+    """
     assert target is not None  # the BYOL family always has a target network
-    predictions = model(views)
-    targets = project_views(target, views)
+    if concat:
+        joined = {b: [torch.cat(list(vs))] for b, vs in views.items()}
+        predictions = _split_views(model(joined))
+        targets = _split_views(project_views(target, joined))
+    else:
+        predictions = model(views)
+        targets = project_views(target, views)
     return weighted_branch_loss(predictions, targets, weights)
+
+
+def _split_views(outputs: dict[str, list[torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
+    return {b: list(out[0].chunk(2)) for b, out in outputs.items()}
 
 
 def simclr_objective(

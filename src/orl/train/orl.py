@@ -16,25 +16,37 @@ r = exp(U(ln 1/2, ln 2)) (absolute, not relative to the box); w' = round(sqrt(ar
 h' = round(sqrt(area' / r)); centre shifted by U(-0.5, 0.5) x w and U(-0.5, 0.5) x h. The first
 candidate that lies inside the image and has IoU > 0.5 with the box is used; if none does, the box
 itself.
+
+Both data backends (`augment.backend`) draw these choices through one function,
+`ORLChoices.draw`, in the same order from the same per-sample seed: `ORLDataset` renders them with
+PIL in the loader workers, `EncodedORLDataset` as parameter rows that the training device renders
+(`data/encoded.py`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torchvision.ops import box_iou
 
 from orl.augment import AugmentConfig, global_view, photometric
+from orl.augment_tensor import draw_global_view, draw_photometric, view_row
 from orl.config import ConfigError
-from orl.data.crops import Box, crop_and_warp
+from orl.data.crops import Box, crop_and_warp, crop_rect
 from orl.data.decode import Decoded, UnusableImage
+from orl.data.encoded import EncodedImage, load_encoded
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset
 from orl.discover.store import CorrespondenceStore
 from orl.train.config import ORLConfig, PretrainConfig
+
+Loaded = TypeVar("Loaded")
+View = TypeVar("View")
 
 
 @dataclass(frozen=True)
@@ -90,62 +102,129 @@ def branch_weights(cfg: ORLConfig) -> dict[str, float]:
     return {branch: w for branch, w in weights.items() if w != 0}
 
 
-class ORLDataset(RobustImageDataset):
-    """Views of one image for ORL, for the given `branches`: `image` (two global views), `intra`
-    and `inter` (patch pairs)."""
+@dataclass(frozen=True)
+class ORLChoices:
+    """What stage 3 draws per image from: the correspondence store, the box jitter and the
+    branches that have views (`branch_weights`)."""
 
-    def __init__(
+    store: CorrespondenceStore
+    jitter: JitterConfig
+    branches: tuple[str, ...]
+
+    def draw(
         self,
-        images: ImageList,
-        store: CorrespondenceStore,
-        augment: AugmentConfig,
-        jitter: JitterConfig,
-        branches: tuple[str, ...],
-        seed: int,
-        max_side: int | None = None,
-    ) -> None:
-        super().__init__(images, seed, max_side)
-        self.store = store
-        self.size = augment.patch_size
-        self.jitter = jitter
-        self.branches = branches
-        self.global_views = (global_view(augment, 1), global_view(augment, 2))
-        self.patch_views = (photometric(augment, 1), photometric(augment, 2))
+        index: int,
+        loaded: Loaded,
+        frame: tuple[int, int],
+        load: Callable[[int], Loaded],
+        global_view: Callable[[Loaded, int], View],
+        patch: Callable[[Loaded, Box, int, int], View],
+    ) -> dict[str, list[View]]:
+        """ORL's choices for image `index` in a fixed draw order, rendered by the two callbacks.
 
-    def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
-        image, frame = decoded.image, decoded.frame
+        `global_view(image, view)` and `patch(image, box, view, slot)` (box xywh in the image's
+        frame; slot 0: the query image, 1: its neighbour) make the views: tensors from PIL images
+        on the pil backend, parameter rows on the gpu backend, so both backends draw the same
+        choices from the same seed.
+        """
+        store, branches = self.store, self.branches
         views = {}
-        if "image" in self.branches:
-            views["image"] = [t(image) for t in self.global_views]
-        first, second = self.patch_views
-        j = _uniform(self.store.k)  # the neighbour, shared by the inter-RoI pair
-        if "intra" in self.branches:
-            boxes = self.store.boxes(index)
+        if "image" in branches:
+            views["image"] = [global_view(loaded, 1), global_view(loaded, 2)]
+        j = _uniform(store.k)  # the neighbour, shared by the inter-RoI pair
+        if "intra" in branches:
+            boxes = store.boxes(index)
             b = boxes[_uniform(len(boxes))]
             box: Box = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
             moved = jitter_box(box, frame[0], frame[1], self.jitter)
-            views["intra"] = [
-                first(crop_and_warp(image, box, frame, self.size)),
-                second(crop_and_warp(image, moved, frame, self.size)),
-            ]
-        if "inter" in self.branches:
-            pairs = self.store.pairs(index, j)
+            views["intra"] = [patch(loaded, box, 1, 0), patch(loaded, moved, 2, 0)]
+        if "inter" in branches:
+            pairs = store.pairs(index, j)
             p = pairs[_uniform(len(pairs))].tolist()
-            neighbour = int(self.store.neighbours(index)[j])
+            neighbour = int(store.neighbours(index)[j])
             try:
-                other = self.load(neighbour)
+                other, slot = load(neighbour), 1
             except UnusableImage:
                 # the neighbour went bad since stage 2: fall back to the query's own box
-                other, p[4:] = decoded, p[:4]
+                other, slot, p[4:] = loaded, 0, p[:4]
             views["inter"] = [
-                first(crop_and_warp(image, tuple(p[:4]), frame, self.size)),  # type: ignore[arg-type]
-                second(crop_and_warp(other.image, tuple(p[4:]), other.frame, self.size)),  # type: ignore[arg-type]
+                patch(loaded, (p[0], p[1], p[2], p[3]), 1, 0),
+                patch(other, (p[4], p[5], p[6], p[7]), 2, slot),
             ]
         return views
 
 
-def build_orl_dataset(cfg: PretrainConfig, images: ImageList) -> ORLDataset:
-    """Open the correspondence store for `images` (refused if built on another data set)."""
+class ORLDataset(RobustImageDataset[Decoded]):
+    """Views of one image for ORL, for the chosen branches: `image` (two global views), `intra`
+    and `inter` (patch pairs), decoded and augmented with PIL (`augment.backend: pil`)."""
+
+    def __init__(
+        self,
+        images: ImageList,
+        choices: ORLChoices,
+        augment: AugmentConfig,
+        seed: int,
+        max_side: int | None = None,
+    ) -> None:
+        super().__init__(images, seed, max_side)
+        self.choices = choices
+        self.size = augment.patch_size
+        self.global_views = (global_view(augment, 1), global_view(augment, 2))
+        self.patch_views = (photometric(augment, 1), photometric(augment, 2))
+
+    def load(self, index: int) -> Decoded:
+        return self.images.decode(index, self.max_side)
+
+    def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
+        globals_, patches = self.global_views, self.patch_views
+        return self.choices.draw(
+            index,
+            decoded,
+            decoded.frame,
+            self.load,
+            lambda d, view: globals_[view - 1](d.image),
+            lambda d, box, view, _: patches[view - 1](
+                crop_and_warp(d.image, box, d.frame, self.size)
+            ),
+        )
+
+
+class EncodedORLDataset(RobustImageDataset[EncodedImage]):
+    """`ORLDataset`'s choices as parameter rows (`augment.backend: gpu`); each sample ships its
+    image and the inter-RoI neighbour (slot 1), which the device decodes and augments."""
+
+    def __init__(
+        self,
+        images: ImageList,
+        choices: ORLChoices,
+        augment: AugmentConfig,
+        seed: int,
+        max_side: int | None = None,
+    ) -> None:
+        super().__init__(images, seed, max_side)
+        self.choices = choices
+        self.augment = augment
+
+    def load(self, index: int) -> EncodedImage:
+        return load_encoded(self.images, index, self.max_side)
+
+    def _global(self, image: EncodedImage, view: int) -> torch.Tensor:
+        return draw_global_view(self.augment, view, *image.size)
+
+    def _patch(self, image: EncodedImage, box: Box, view: int, slot: int) -> torch.Tensor:
+        self.shipped[slot] = image
+        rect = crop_rect(box, image.frame, image.size)
+        photometric = draw_photometric(self.augment, view)
+        return view_row(rect, photometric, self.augment.patch_size, slot)
+
+    def make_views(self, index: int, loaded: EncodedImage) -> dict[str, list[torch.Tensor]]:
+        self.shipped = [loaded, loaded]  # slot 1 stays the query when there is no inter branch
+        return self.choices.draw(index, loaded, loaded.frame, self.load, self._global, self._patch)
+
+
+def build_orl_dataset(cfg: PretrainConfig, images: ImageList) -> ORLDataset | EncodedORLDataset:
+    """Open the correspondence store for `images` (refused if built on another data set) and
+    build the stage-3 data set of the configured `augment.backend`."""
     if not cfg.orl.corr:
         raise ConfigError(
             "method 'orl' needs a correspondence store: pass --corr CORR_DIR (from `orl discover`)"
@@ -161,5 +240,6 @@ def build_orl_dataset(cfg: PretrainConfig, images: ImageList) -> ORLDataset:
         o.jitter_min_iou,
         o.jitter_attempts,
     )
-    branches = tuple(branch_weights(o))
-    return ORLDataset(images, store, cfg.augment, jitter, branches, cfg.seed, cfg.max_side)
+    choices = ORLChoices(store, jitter, tuple(branch_weights(o)))
+    kind = EncodedORLDataset if cfg.augment.backend == "gpu" else ORLDataset
+    return kind(images, choices, cfg.augment, cfg.seed, cfg.max_side)

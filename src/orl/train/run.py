@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from orl.augment import normalize_on_device
 from orl.checkpoint import CheckpointError, load_checkpoint
+from orl.data.encoded import device_views
 from orl.data.sampler import StepBatchSampler, steps_per_epoch
 from orl.data.sources import ImageList, resolve_sources
 from orl.data.views import Batch, collate
@@ -89,16 +89,9 @@ class Run:
         return batches
 
     def views(self, batch: Batch) -> Views:
-        """The batch's uint8 views on the device, normalised, in the run's memory format."""
-        return {
-            branch: [
-                normalize_on_device(v.to(self.dist.device, non_blocking=True)).contiguous(
-                    memory_format=self.memory_format
-                )
-                for v in vs
-            ]
-            for branch, vs in batch.views.items()
-        }
+        """The batch's views on the device, normalised, in the run's memory format: the workers'
+        uint8 views (`augment.backend: pil`), or decoded and augmented here (`gpu`)."""
+        return device_views(batch, self.dist.device, self.memory_format, self.cfg.augment)
 
 
 def build_run(cfg: PretrainConfig) -> Run:
@@ -116,7 +109,9 @@ def build_run(cfg: PretrainConfig) -> Run:
     if (cfg.batch_size // dist.world_size) % cfg.model.bn_splits:
         raise ValueError("'model.bn_splits' must divide the per-device batch")
 
-    parts = _on_device(cfg, dist, build_method(cfg, images))
+    method = build_method(cfg, images)
+    method.dataset.require_usable()  # nothing decodable: one line before any work
+    parts = _on_device(cfg, dist, method)
     model, target_forward = _as_called(cfg, dist, parts)
     amp_dtype = _amp_dtype(cfg, device)
     # LR scaled by the global batch over all GPUs and nodes (sec. 3.2): 0.2 x 512/256 = 0.4.
@@ -210,9 +205,9 @@ def initialise_from(parts: MethodParts, path: Path) -> None:
 
 
 def build_optimizer(online: nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    """SGD, momentum 0.9, weight decay on all parameters (the authors exclude none), or SimCLR's
-    LARS (biases and BN excluded from decay and adaptation); the lr is set from the precomputed
-    schedule before every step."""
+    """SGD, momentum 0.9, weight decay on all parameters (the authors exclude none; fused into one
+    kernel when the parameters are on a GPU), or SimCLR's LARS (biases and BN excluded from decay
+    and adaptation); the lr is set from the precomputed schedule before every step."""
     if cfg.optim.optimizer == "lars":
         return LARS(
             lars_param_groups(online, cfg.optim.weight_decay),
@@ -220,9 +215,11 @@ def build_optimizer(online: nn.Module, cfg: PretrainConfig) -> torch.optim.Optim
             momentum=cfg.optim.momentum,
             trust_coefficient=cfg.optim.trust_coefficient,
         )
+    params = list(online.parameters())
     return torch.optim.SGD(
-        online.parameters(),
+        params,
         lr=0.0,
         momentum=cfg.optim.momentum,
         weight_decay=cfg.optim.weight_decay,
+        fused=all(p.is_cuda for p in params) or None,  # one kernel per step on GPUs
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from orl.artifacts import atomic_open
 from orl.data.decode import UnusableImage, load_rgb, oriented_size
 from orl.data.near_duplicates import MAX_DISTANCE, hamming, perceptual_hash
 from orl.data.sources import resolve_sources
@@ -168,8 +169,8 @@ def cmd_pairs(args: argparse.Namespace) -> int:
         raise ValueError(f"{store.path}: no pair to draw (every query image was skipped)")
     gallery = pairs_gallery(paths, picks, args.height, args.columns)
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    gallery.save(out, format="PNG")
+    with atomic_open(out) as handle:
+        gallery.save(handle, format="PNG")
     print(f"wrote {out}")
     return 0
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from orl.artifacts import atomic_write_text
 from orl.checkpoint import CheckpointError
 from orl.data.decode import UnusableImage, load_rgb
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, StoreError
@@ -363,8 +364,6 @@ def write_report(
     """Write the HTML report to `out_html` and the Markdown one to `out_md`, its pictures into
     `out_md.parent / report_files/`. `image_paths[i]` is the file of store image i."""
     blocks = report_blocks(Path(work_dir), image_paths, attention_size, photos, pairs)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_html(TITLE, blocks), encoding="utf-8")
-    out_md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(render_html(TITLE, blocks), out_html)
     markdown = render_markdown(TITLE, blocks, out_md.parent / MD_FILES_DIR, MD_FILES_DIR)
-    out_md.write_text(markdown, encoding="utf-8")
+    atomic_write_text(markdown, out_md)
