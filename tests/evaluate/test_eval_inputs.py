@@ -137,6 +137,63 @@ def test_a_detectors_backbone_is_read_and_its_heads_ignored(tmp_path: Path) -> N
     w.build_backbone()  # loads strictly
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_a_detectron2_pickle_reads_in_every_protocol(tmp_path: Path, protocol: int) -> None:
+    """Protocol 2 stores bytes through `_codecs.encode`, 5 rebuilds arrays with `_frombuffer`
+    (Python 3.14's default): the same weights come back."""
+    net = torchvision.models.resnet18()
+    model = {detectron2_key(k): v.numpy() for k, v in net.state_dict().items() if "fc." not in k}
+    with (tmp_path / "w.pkl").open("wb") as f:
+        pickle.dump({"model": model}, f, protocol=protocol)
+    w = load_weights(str(tmp_path / "w.pkl"))
+    assert all(torch.equal(w.backbone[k], v) for k, v in net.state_dict().items() if "fc." not in k)
+
+
+class _Huge:
+    """Pickles as numpy's array constructor asked for 2**40 float32s up front."""
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        reconstruct = np.zeros(1).__reduce__()[0]  # numpy's, whatever its module's name
+        return reconstruct, (np.ndarray, (2**40,), np.dtype("f4"))
+
+
+class _Codec:
+    """Pickles as a `_codecs.encode` call with a codec other than latin1."""
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        import _codecs
+
+        return _codecs.encode, ("x", "rot13")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (_Huge(), "refused array reconstruction"),
+        (_Codec(), "refused _codecs.encode"),
+        (np.array(["a", "b"], dtype=object), "not a numeric array"),
+        ("text", "not a numeric array"),
+    ],
+)
+def test_a_pickle_outside_weight_arrays_is_one_line(
+    tmp_path: Path, value: object, message: str
+) -> None:
+    with (tmp_path / "odd.pkl").open("wb") as f:
+        pickle.dump({"model": {"stem.conv1.weight": value}}, f)
+    with pytest.raises(EvalInputError, match=message) as info:
+        load_weights(str(tmp_path / "odd.pkl"))
+    assert "odd.pkl" in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x80\x04garbage", pickle.dumps([1, 2])[:-3], b"\x80\x04K\x01."]
+)
+def test_a_damaged_or_wrong_pickle_is_one_line(tmp_path: Path, data: bytes) -> None:
+    (tmp_path / "bad.pkl").write_bytes(data)
+    with pytest.raises(EvalInputError, match="not a usable Detectron2 weight pickle"):
+        load_weights(str(tmp_path / "bad.pkl"))
+
+
 class _Payload:
     """Unpickling this object would run a shell command that creates the marker file."""
 
