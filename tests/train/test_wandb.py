@@ -85,3 +85,22 @@ def test_missing_wandb_package_is_one_line_and_exit_code_2(
     assert err.count("\n") == 0 and "pip install 'orl[wandb]'" in err
     with pytest.raises(ConfigError, match=r"logging\.wandb\.project"):
         load_config(PretrainConfig, tiny_config, ["logging.wandb.entity=lab"])
+
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00", b"../../etc", b"a" * 65, b"id one"])
+def test_a_run_id_file_that_holds_no_id_is_one_line_and_exit_code_2(
+    tiny_config: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    content: bytes,
+) -> None:
+    calls = fake_wandb(monkeypatch)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / WANDB_ID_FILE).write_bytes(content)
+    argv = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--resume"]
+    assert main([*argv, "--set", "logging.wandb.project=x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and WANDB_ID_FILE in err and "delete the file" in err
+    assert calls == [] and (run / WANDB_ID_FILE).read_bytes() == content

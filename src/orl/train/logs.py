@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import uuid
 from pathlib import Path
@@ -20,6 +21,8 @@ from orl.train.config import WandbConfig
 
 METRICS_FILE = "metrics.jsonl"
 WANDB_ID_FILE = "wandb_run_id"  # the W&B run a resumed or requeued process continues
+WANDB_ID_MAX = 64
+WANDB_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{WANDB_ID_MAX}}}")
 
 
 class RunLog:
@@ -135,7 +138,7 @@ def start_wandb(cfg: WandbConfig, run_dir: Path, config: dict[str, Any]) -> Any:
             "logging.wandb needs the wandb package: pip install 'orl[wandb]' (or unset it)"
         ) from exc
     id_file = run_dir / WANDB_ID_FILE
-    run_id = id_file.read_text(encoding="utf-8").strip() if id_file.is_file() else ""
+    run_id = read_wandb_id(id_file)
     if not run_id:
         run_id = uuid.uuid4().hex[:16]
         atomic_write_text(run_id + "\n", id_file)
@@ -148,6 +151,22 @@ def start_wandb(cfg: WandbConfig, run_dir: Path, config: dict[str, Any]) -> Any:
         dir=str(run_dir),
         config=config,
     )
+
+
+def read_wandb_id(id_file: Path) -> str:
+    """The W&B run id kept in the run folder ('' when there is none yet), or a one-line
+    ConfigError for a file that does not hold one (W&B ids are letters, digits, '-' and '_')."""
+    if not id_file.is_file():
+        return ""
+    with id_file.open("rb") as f:
+        raw = f.read(WANDB_ID_MAX + 2)  # an id, a newline and no more
+    text = raw.decode("ascii", errors="replace").strip()
+    if text and not WANDB_ID.fullmatch(text):
+        raise ConfigError(
+            f"{id_file}: not a W&B run id (up to {WANDB_ID_MAX} letters, digits, '-' or '_'); "
+            "delete the file to log into a new W&B run"
+        )
+    return text
 
 
 class Throughput:
