@@ -20,6 +20,7 @@ from orl.evaluate.monitor import interleave
 from orl.models.pretrained import load_pretrained
 from orl.train.config import PretrainConfig
 from tests.evaluate.conftest import write_image_folder
+from tests.test_cli_errors import error_lines
 
 pytestmark = pytest.mark.slow
 
@@ -150,3 +151,19 @@ def test_monitor_settings_are_checked(tiny_config: Path) -> None:
     assert not load_config(PretrainConfig, tiny_config).monitor.enabled
     with pytest.raises(ConfigError, match="set both or neither"):
         load_config(PretrainConfig, tiny_config, ["monitor.train=x"])
+
+
+def test_an_unusable_monitor_image_is_one_line_after_the_epoch_is_saved(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = write_image_folder(tmp_path / "mon_train", per_class=2)
+    val = write_image_folder(tmp_path / "mon_val", per_class=1)
+    broken = next(val.rglob("*.JPEG"))
+    broken.write_bytes(b"not an image")
+    argv = ["pretrain", "--config", str(tiny_config), "--out", str(tmp_path / "run")]
+    argv += ["--set", f"monitor.train={train}", "--set", f"monitor.val={val}"]
+    assert main([*argv, "--set", "monitor.every_epochs=1"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and broken.name in lines[0], lines
+    saved = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert saved["step"] == 3  # the first epoch, whose end the monitor measures

@@ -87,12 +87,14 @@ def pretrain(
                 log.add([loss, *(terms[b] for b in run.parts.branches)])
                 if log.due(state.step, cfg.log_every):
                     last_loss = write_log(run, log, state.step, epoch, meter.images_per_s)
+                if out is not None:
+                    save_due_checkpoints(run, state, out)
+                # after the epoch's checkpoint: an unusable monitor image stops the run (one
+                # line, exit 2) without losing the epoch
                 if monitor is not None and monitor.due(state.step, per_epoch, run.total_steps):
                     backbone = run.parts.online.encoder.backbone
                     values = monitor.measure(backbone, run.dist.device)
                     log.write_monitor(state.step, state.step / per_epoch, values)
-                if out is not None:
-                    save_due_checkpoints(run, state, out)
                 if state.step >= end:
                     break
                 if (signum := stop.requested(run.dist.device)) is not None:
