@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -104,6 +105,18 @@ def test_symlink_loops_are_listed_once_and_nothing_decodable_is_one_line(tmp_pat
     cfg = tiny_config(tmp_path / "c.yaml", data, batch_size=2)  # a batch fits the 3 files
     result = orl("pretrain", "--config", cfg, "--out", tmp_path / "run")
     refused(result, str(data), "none of the 3 images")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_shard_member_that_climbs_out_is_one_line(tmp_path: Path) -> None:
+    """Shard members are keys, never extracted, but a `../` name marks a hostile archive."""
+    shard = tmp_path / "shards" / "000000.tar"
+    shard.parent.mkdir()
+    with tarfile.open(shard, "w") as tar:
+        tar.add(write_images(tmp_path / "data", 1) / "img_000.jpg", arcname="../escape.jpg")
+    cfg = tiny_config(tmp_path / "c.yaml", tmp_path / "shards" / "{000000..000000}.tar")
+    result = orl("pretrain", "--config", cfg, "--out", tmp_path / "run")
+    refused(result, "000000.tar", "../escape.jpg", "not a plain relative path")
     assert not (tmp_path / "run").exists()
 
 

@@ -1,9 +1,11 @@
 """A crafted checkpoint (a pickle that calls `os.system` when loaded) is refused by every command
-that reads one: exit code 2, one line naming the file, and the payload never runs."""
+that reads one, also as a timm state dict or a Detectron2 weight pickle given to `--checkpoint`:
+exit code 2, one line naming the file, and the payload never runs."""
 
 from __future__ import annotations
 
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -31,8 +33,20 @@ def write_crafted_checkpoint(path: Path, marker: Path) -> Path:
     return path
 
 
+def write_crafted_foreign_files(tmp: Path, marker: Path) -> tuple[Path, Path]:
+    """What `--checkpoint` also reads: a timm training checkpoint (`{"state_dict": ...}`) and a
+    Detectron2 weight pickle, each running `touch marker` when loaded unsafely."""
+    timm = tmp / "evil_timm.pth"
+    torch.save({"state_dict": {"conv1.weight": _Payload(f"touch {marker}")}}, timm)
+    detectron2 = tmp / "evil.pkl"
+    with detectron2.open("wb") as f:
+        pickle.dump({"model": {"stem.conv1.weight": _Payload(f"touch {marker}")}}, f)
+    return timm, detectron2
+
+
 def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
     images = str(write_images(tmp / "images", 3))
+    timm, detectron2 = write_crafted_foreign_files(tmp, tmp / "marker")
     run = tmp / "run"
     write_crafted_checkpoint(run / "checkpoints" / "last.pt", tmp / "marker")
     # an evaluation's resume state (`<out stem>.state.pt`) next to a real network and folders
@@ -50,6 +64,9 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
     c = str(ckpt)
     return {
         "pretrain --resume": ["pretrain", "--config", str(cfg), "--out", str(run), "--resume"],
+        "pretrain --resume auto": [
+            "pretrain", "--config", str(cfg), "--out", str(run), "--resume", "auto",
+        ],
         "pretrain init_from": [
             "pretrain", "--config", str(cfg), "--out", str(tmp / "r2"), "--set", f"init_from={c}",
         ],
@@ -62,6 +79,12 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
             "--subset", str(cfg),
         ],
         "eval knn": ["eval", "knn", "--checkpoint", c, "--train", images, "--val", images],
+        "eval knn timm": [
+            "eval", "knn", "--checkpoint", str(timm), "--train", images, "--val", images,
+        ],
+        "eval knn detectron2": [
+            "eval", "knn", "--checkpoint", str(detectron2), "--train", images, "--val", images,
+        ],
         "eval scenes": ["eval", "scenes", "--checkpoint", c, "--scenes", str(tmp)],
         "export": ["export", "--checkpoint", c, "--format", "torchvision", "--out", str(tmp / "x")],
         "export timm": ["export", "--checkpoint", c, "--format", "timm", "--out", str(tmp / "x")],
@@ -81,6 +104,7 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
     "name",
     [
         "pretrain --resume",
+        "pretrain --resume auto",
         "pretrain init_from",
         "discover",
         "eval voc07",
@@ -88,6 +112,8 @@ def _commands(tmp: Path, ckpt: Path) -> dict[str, list[str]]:
         "eval linear",
         "eval semi",
         "eval knn",
+        "eval knn timm",
+        "eval knn detectron2",
         "eval scenes",
         "export",
         "export timm",
@@ -106,8 +132,41 @@ def test_crafted_checkpoint_is_refused_without_running_it(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
-    assert "refused" in err and any(f in err for f in ("evil.pt", "last.pt", "out.state.pt"))
+    files = ("evil.pt", "last.pt", "out.state.pt", "evil_timm.pth", "evil.pkl")
+    assert "refused" in err and any(f in err for f in files)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["timm", "detectron2"])
+def test_the_crafted_foreign_files_do_run_code_when_loaded_unsafely(
+    tmp_path: Path, kind: str
+) -> None:
+    """Both payloads are real (so the refusals above can fail)."""
+    marker = tmp_path / "marker"
+    timm, detectron2 = write_crafted_foreign_files(tmp_path, marker)
+    if kind == "timm":
+        torch.load(timm, weights_only=False)
+    else:
+        with detectron2.open("rb") as f:
+            pickle.load(f)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("layout", ["file", "hub folder"])
+def test_a_damaged_safetensors_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], layout: str
+) -> None:
+    """safetensors holds no code, but a torn download must still be one line and exit 2."""
+    pytest.importorskip("safetensors")
+    folder = tmp_path / "hub"
+    folder.mkdir()
+    (folder / "model.safetensors").write_bytes(b"\xff" * 8 + b"{not json")
+    target = folder if layout == "hub folder" else folder / "model.safetensors"
+    images = str(write_images(tmp_path / "images", 3))
+    argv = ["eval", "knn", "--checkpoint", str(target), "--train", images, "--val", images]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "model.safetensors" in err, err
 
 
 def test_the_crafted_file_does_run_code_when_loaded_unsafely(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from orl.data.sources import resolve_sources
 from orl.discover.interop import export_authors_json, import_authors_json
 from orl.discover.proposals import parse_authors_proposals
 from orl.discover.store import CorrespondenceStore
+from tests.data.test_shards import pack
 
 STORED_BOX = [5, 3, 10, 6]  # x, y, w, h of the white patch, in stored pixels
 
@@ -79,9 +80,16 @@ def test_imported_boxes_land_on_the_same_pixels_and_export_restores_them(tmp_pat
     assert back["knn_bbox_pair"][0] == [[[*STORED_BOX, 0, 0, 8, 8]]]
 
 
-def test_imported_proposals_land_on_the_same_pixels(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["folder", "shards"])
+def test_imported_proposals_land_on_the_same_pixels(tmp_path: Path, source: str) -> None:
+    """Also for a photo inside a shard: its orientation is read from the member's bytes."""
     (tmp_path / "data").mkdir()
     rotated = _photo(tmp_path / "data" / "r.png", 8)
     (tmp_path / "props.json").write_text(json.dumps({"bbox": [[STORED_BOX]]}))
-    raw = parse_authors_proposals(tmp_path / "props.json", resolve_sources([tmp_path / "data"]))
+    data = str(tmp_path / "data")
+    if source == "shards":
+        data = pack(tmp_path / "data", tmp_path / "shards", per_shard=1)
+    images = resolve_sources([data])
+    assert images.in_shard(0) == (source == "shards")
+    raw = parse_authors_proposals(tmp_path / "props.json", images)
     assert raw[0].tolist() == [_white_box(decode_image(rotated).image)]
