@@ -30,6 +30,7 @@ from orl.augment_tensor import (
     view_row,
 )
 from orl.data.encoded import decode_images, load_encoded
+from orl.data.sources import ImageList, resolve_sources
 
 CPU = torch.device("cpu")
 
@@ -83,19 +84,20 @@ def pixel_differences(photos: list[Image.Image], cfg: AugmentConfig) -> None:
     report("whole view 2, same seeds", views[2])
 
 
-def cpu_throughput(paths: list[str], cfg: AugmentConfig) -> None:
+def cpu_throughput(photos: ImageList, ids: list[int], cfg: AugmentConfig) -> None:
     print("\n| one CPU thread | images/s |\n| --- | --- |")
+    paths = [photos.path(i) for i in ids]
     t0 = time.perf_counter()
     decoded = [Image.open(p).convert("RGB") for p in paths]
     print(f"| PIL decode | {len(paths) / (time.perf_counter() - t0):.0f} |")
     t0 = time.perf_counter()
-    encoded = [load_encoded(p, None) for p in paths]
+    encoded = [load_encoded(photos, i, None) for i in ids]
     images = decode_images(encoded, CPU, [])
     print(f"| torchvision decode_jpeg | {len(paths) / (time.perf_counter() - t0):.0f} |")
-    plain = [p for p, e in zip(paths, encoded, strict=True) if e.pixels is None]
+    plain = [i for i, e in zip(ids, encoded, strict=True) if e.pixels is None]
     t0 = time.perf_counter()
-    for p in plain:
-        load_encoded(p, None)
+    for i in plain:
+        load_encoded(photos, i, None)
     rate = len(plain) / (time.perf_counter() - t0)
     print(f"| gpu backend, worker: file bytes and header ({len(plain)} plain JPEGs) | {rate:.0f} |")
     views = (global_view(cfg, 1), global_view(cfg, 2))
@@ -125,10 +127,11 @@ def main() -> None:
     p.add_argument("--images", type=int, default=60)
     args = p.parse_args()
     torch.set_num_threads(1)
-    paths = sorted(str(x) for x in args.photos.rglob("*.jpg"))[: args.images]
+    photos = resolve_sources([args.photos])
+    ids = [i for i in range(len(photos)) if photos.relpath(i).endswith(".jpg")][: args.images]
     cfg = AugmentConfig()
-    pixel_differences([Image.open(x).convert("RGB") for x in paths], cfg)
-    cpu_throughput(paths, cfg)
+    pixel_differences([Image.open(photos.path(i)).convert("RGB") for i in ids], cfg)
+    cpu_throughput(photos, ids, cfg)
 
 
 if __name__ == "__main__":

@@ -47,8 +47,8 @@ from orl.data.decode import load_rgb
 from orl.data.sources import ImageList, resolve_sources
 from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.scene_data import annotation_file
-from orl.evaluate.supervised import preset_backbone
 from orl.train.config import PretrainConfig
+from orl.train.supervised import preset_backbone
 
 IMPLS = ("orl", "lightly")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,22 @@ def tiny_config(tmp_path: Path, image_dir: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
+
+
+@pytest.fixture
+def disk_full_midway(monkeypatch: pytest.MonkeyPatch) -> Callable[[], None]:
+    """Call the returned function to make plain `Path.write_text`/`write_bytes` write half of
+    their data and then fail as a full disk would: a file written in place is then torn, one
+    written atomically is untouched."""
+
+    def half_then_fail(self: Path, data: str | bytes, *args: object, **kwargs: object) -> int:
+        raw = data.encode() if isinstance(data, str) else data
+        with open(self, "wb") as f:
+            f.write(raw[: len(raw) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    def start() -> None:
+        monkeypatch.setattr(Path, "write_text", half_then_fail)
+        monkeypatch.setattr(Path, "write_bytes", half_then_fail)
+
+    return start

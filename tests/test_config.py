@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from orl.config import ConfigError, load_config, parse_override, to_dict
+from orl.data.sources import DataSourceError, resolve_sources
 from orl.presets import PRESET_DIR
 from orl.train.config import PretrainConfig
 
@@ -149,3 +152,36 @@ def test_pipeline_stage_errors_name_the_stage() -> None:
 
     with pytest.raises(ConfigError, match=r"^stage2 \(defaults\).*unknown key 'kk'"):
         resolve_pipeline(CONFIGS / "demo.yaml", ["stage2.overrides.kk=3"])
+
+
+@pytest.mark.parametrize("override", ["data=", "data=[]", "data=['']", "data=' '"])
+def test_an_empty_data_setting_is_refused_where_it_is_parsed(tmp_path: Path, override: str) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: photos\nepochs: 1\narch: resnet18\nmethod: byol\nbatch_size: 2\n")
+    with pytest.raises(ConfigError, match="'data' is empty"):
+        load_config(PretrainConfig, cfg, [override])
+
+
+def test_an_empty_data_source_is_refused_by_the_resolver() -> None:
+    with pytest.raises(DataSourceError, match="empty data source"):
+        resolve_sources([""])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("orl.jitter_aspect_min=0", "orl.jitter_aspect_min"),
+        ("orl.jitter_area_max=0.1", "orl.jitter_area_min"),
+        ("orl.jitter_min_iou=1", "orl.jitter_min_iou"),
+        ("orl.jitter_shift=-1", "orl.jitter_shift"),
+        ("orl.jitter_attempts=0", "orl.jitter_attempts"),
+    ],
+)
+def test_invalid_jitter_settings_are_refused_where_they_are_parsed(
+    tmp_path: Path, override: str, key: str
+) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: photos\nepochs: 1\narch: resnet18\nmethod: orl\nbatch_size: 2\n")
+    with pytest.raises(ConfigError, match=key) as err:
+        load_config(PretrainConfig, cfg, [override])
+    assert "\n" not in str(err.value)

@@ -1,5 +1,6 @@
 """Imports point one way: shared infrastructure at the bottom, then the building blocks (data,
-models), the stages (discover, then train and evaluate), the pipeline, the pictures, the command.
+models), the stages (discover, the evaluations, then training, whose online monitor scores with
+the evaluation's kNN), the pipeline, the pictures, the command.
 
 Every `import` counts, also one inside a function or under `if TYPE_CHECKING:`: a lazy import
 hides a cycle, it does not remove it.
@@ -21,10 +22,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("augment_tensor",),  # the view pipelines on batched tensors, drawn as `augment` draws
     ("data", "models"),  # images and data sets; networks
     ("discover",),  # stage 2: its correspondence store is read by stage 3 and the evaluation
-    ("train",),  # stages 1 and 3
-    # the evaluations; the scene benchmark's supervised ceiling trains with a pre-training preset's
-    # network, optimizer and schedule, so evaluate may read train (never the other way)
-    ("evaluate",),
+    ("evaluate",),  # the evaluations
+    ("train",),  # stages 1 and 3; their online kNN monitor is the evaluation's kNN
     ("pipeline",),  # `orl run`, the scene study, the work-folder layout
     ("viz",),  # pictures and the report, drawn from what the pipeline wrote
     ("cli",),  # the `orl` command

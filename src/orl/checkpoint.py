@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -24,18 +25,33 @@ def atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, f)
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load one of our checkpoints with `weights_only=True`, or raise a one-line CheckpointError."""
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no checkpoint here (train first, or check the path)")
+def safe_torch_load(path: Path) -> Any:
+    """`torch.load(weights_only=True)` of a user-given file, or a one-line CheckpointError.
+
+    A file that holds anything but tensors and plain containers is refused before any of it runs:
+    a crafted pickle can name any Python callable (e.g. `os.system`) to be called while loading.
+    """
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torn zip, truncated file, foreign pickle: all unrecoverable here
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's message cannot tell a damaged file from a crafted one reliably; both are refused.
+        raise CheckpointError(
+            f"{path}: refused: unreadable as tensors and plain data (a damaged file, or Python "
+            "objects whose loading could run code); use checkpoints written by orl or torchvision"
+        ) from exc
+    except Exception as exc:  # torn zip, truncated file: all unrecoverable here
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path}: unreadable checkpoint ({first}); delete it to restart, or resume from an "
             "earlier file in the same folder"
         ) from exc
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load one of our checkpoints with `weights_only=True`, or raise a one-line CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here (train first, or check the path)")
+    obj = safe_torch_load(path)
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an orl checkpoint (no '{FORMAT}' marker)")
     return obj

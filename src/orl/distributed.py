@@ -63,9 +63,22 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
+    """The element-wise maximum over ranks (a copy; identity in a single process)."""
+    out = values.detach().clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
 def rank() -> int:
     """This process's rank (0 in a single process)."""
     return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """The number of processes (1 in a single process)."""
+    return dist.get_world_size() if is_distributed() else 1
 
 
 class _GatherWithGrad(torch.autograd.Function):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import math
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +119,49 @@ def test_decode_reports_the_full_oriented_frame_of_a_shrunk_image(tmp_path: Path
     decoded = decode_image(tmp_path / "r.jpg", max_side=200)
     assert decoded.frame == (100, 400) == oriented_size(tmp_path / "r.jpg")
     assert decoded.image.size == (50, 200)
+
+
+def write_zero_png(path: Path, width: int, height: int) -> Path:
+    """A valid 1-bit PNG of zeros, streamed row by row: a few KB on disk for any size."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    row = bytes(1 + (width + 7) // 8)  # filter byte 0, then the packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat)
+    path.write_bytes(png + chunk(b"IEND", b""))
+    return path
+
+
+def test_decoding_leaves_pils_decompression_bomb_guard_on(tmp_path: Path) -> None:
+    """`orl photos` and `orl scenes` run in processes that import the decoder."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    decode_image(tmp_path / "a.png")
+    assert Image.MAX_IMAGE_PIXELS is not None
+
+
+def test_a_png_bomb_is_refused_before_it_is_decoded(tmp_path: Path) -> None:
+    side = math.isqrt(2 * Image.MAX_IMAGE_PIXELS) + 1  # just above PIL's error threshold
+    bomb = write_zero_png(tmp_path / "bomb.png", side, side)
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(UnusableImage, match="decompression bomb"):
+        decode_image(bomb)
+    with pytest.raises(UnusableImage, match="decompression bomb"):
+        oriented_size(bomb)
+
+
+def test_above_the_guard_jpegs_decode_at_reduced_size_and_pngs_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Image.new("RGB", (128, 96), (200, 10, 10)).save(tmp_path / "big.jpg")
+    Image.new("RGB", (128, 96), (200, 10, 10)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # guard: error above 2000 pixels
+    decoded = decode_image(tmp_path / "big.jpg")
+    assert decoded.frame == (128, 96) and decoded.image.size == (32, 24)
+    assert oriented_size(tmp_path / "big.jpg") == (128, 96)
+    with pytest.raises(UnusableImage, match="decompression bomb"):
+        decode_image(tmp_path / "big.png")

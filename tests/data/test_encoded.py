@@ -30,6 +30,7 @@ from orl.data.views import Batch, TwoViewDataset, collate
 from orl.train.config import PretrainConfig
 from orl.train.loop import pretrain
 from tests.data.test_decode import make_zoo
+from tests.data.test_shards import pack
 from tests.test_augment_tensor import scene
 
 CPU = torch.device("cpu")
@@ -72,13 +73,15 @@ def test_odd_files_are_decoded_on_the_worker_or_refused_like_the_pil_backend(
     tmp_path: Path,
 ) -> None:
     decodable = make_zoo(tmp_path)
+    images = resolve_sources([tmp_path])
     for name, ok in decodable.items():
         path = str(tmp_path / name)
+        index = [images.relpath(i) for i in range(len(images))].index(name)
         if not ok:
             with pytest.raises(UnusableImage):
-                load_encoded(path, None)
+                load_encoded(images, index, None)
             continue
-        loaded = load_encoded(path, None)
+        loaded = load_encoded(images, index, None)
         ref = decode_image(path)
         assert loaded.frame == ref.frame and loaded.size == ref.image.size
         if loaded.pixels is None:
@@ -90,7 +93,7 @@ def test_odd_files_are_decoded_on_the_worker_or_refused_like_the_pil_backend(
 def test_max_side_draws_on_the_pil_backends_decode_size(tmp_path: Path) -> None:
     photo_dir(tmp_path, 1)
     path = str(next(tmp_path.iterdir()))
-    loaded = load_encoded(path, 30)
+    loaded = load_encoded(resolve_sources([tmp_path]), 0, 30)
     assert loaded.size == decode_image(path, 30).image.size == contain_size((60, 48), 30)
     assert loaded.frame == (60, 48)
     assert contain_size((48, 60), 30) == (24, 30) and contain_size((50, 50), 30) == (30, 30)
@@ -151,6 +154,31 @@ def test_a_file_the_device_decoder_rejects_is_decoded_robustly_or_skipped(tmp_pa
     out = render_views(gone, CPU, CFG)
     assert gone.skipped == [(broken.path, "empty file")]
     assert torch.equal(out["image"][0][0], good["image"][0][0])
+
+
+def test_the_gpu_backend_reads_shards_as_it_reads_the_folder(tmp_path: Path) -> None:
+    """The decoder zoo packed into shards (`orl shards`): the same images replaced, the same
+    views, and the last-resort decode of a batch reads the image again from its shard."""
+    make_zoo(tmp_path / "zoo")
+    plain = resolve_sources([tmp_path / "zoo"])
+    shards = resolve_sources([pack(tmp_path / "zoo", tmp_path / "shards", per_shard=5)])
+    assert shards.in_shard(0) and shards.fingerprint == plain.fingerprint
+    keys = [(0, i) for i in range(len(plain))]
+    ref = collate([EncodedTwoViewDataset(plain, CFG, 0)[k] for k in keys])
+    got = collate([EncodedTwoViewDataset(shards, CFG, 0)[k] for k in keys])
+    assert torch.equal(got.indices, ref.indices) and len(got.skipped) == len(ref.skipped) == 3
+    assert [im.pixels is None for im in got.encoded] == [im.pixels is None for im in ref.encoded]
+    views = render_views(got, CPU, CFG)
+    for v in range(2):
+        assert torch.equal(views["image"][v], render_views(ref, CPU, CFG)["image"][v])
+    j = next(j for j, im in enumerate(got.encoded) if im.pixels is None)
+    broken = dataclasses.replace(got.encoded[j], data=got.encoded[j].data[:40].clone())
+    again = render_views(
+        dataclasses.replace(got, encoded=[*got.encoded[:j], broken, *got.encoded[j + 1 :]]),
+        CPU,
+        CFG,
+    )
+    assert torch.equal(again["image"][0], views["image"][0])
 
 
 @pytest.mark.parametrize("workers", [0, 2])

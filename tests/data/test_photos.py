@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import json
+import signal
 import struct
 import subprocess
 import sys
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -467,3 +470,168 @@ def test_default_catalogue_names_are_unique_and_pinned() -> None:
     assert len(names) == len(set(names))
     for source in photo_sources.PYPI_SOURCES:
         assert "==" in source.package, source.name
+
+
+def _ar(members: list[tuple[bytes, bytes]], size_fields: dict[int, bytes] | None = None) -> bytes:
+    """An ``ar`` archive; ``size_fields[k]`` replaces the size field of member k (raw bytes)."""
+    blob = bytearray(b"!<arch>\n")
+    for k, (name, data) in enumerate(members):
+        size = (size_fields or {}).get(k, str(len(data)).encode())
+        header = name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) * 2 + b"100644".ljust(8)
+        blob += header + size.ljust(10) + b"`\n" + data + (b"\n" if len(data) % 2 else b"")
+    return bytes(blob)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: int) -> Iterator[None]:
+    """Fail instead of hanging when the code under test loops forever."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    ("blob", "match"),
+    [
+        (_ar([(b"debian-binary/", b"2.0\n"), (b"data.tar.xz", b"x")], {0: b"-68"}), "malformed"),
+        (_ar([(b"debian-binary/", b"2.0\n")], {0: b"12abc"}), "malformed"),
+        (_ar([(b"\xff\xfe\xfd/", b"2.0\n")]), "no data.tar"),
+        (_ar([(b"debian-binary/", b"2.0\n")], {0: b"999999"}), "past the end"),
+        (_ar([(b"data.tar.xz/", b"not xz at all")]), "cannot read"),
+        (_ar([(b"debian-binary/", b"2.0\n")]).replace(b"`\n", b"XX"), "malformed"),
+    ],
+    ids=["negative size", "letters in size", "non-ascii name", "size past end", "bad tar", "end"],
+)
+def test_malformed_debs_are_fetch_errors_naming_the_package(
+    tmp_path: Path, blob: bytes, match: str
+) -> None:
+    deb = tmp_path / "fake-doc_1_all.deb"
+    deb.write_bytes(blob)
+    with _deadline(10), pytest.raises(FetchError, match=match) as error:
+        list(photos.iter_archive_files(deb, lambda name: True))
+    assert "fake-doc_1_all.deb" in str(error.value)
+
+
+@pytest.mark.parametrize("kind", ["zip", "deb"])
+def test_members_above_the_size_limit_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    members = {"big.bin": bytes(5000)}
+    make = _make_zip if kind == "zip" else _make_deb
+    archive = make(tmp_path / f"fake.{kind}", members)
+    monkeypatch.setattr(photos, "MAX_MEMBER_BYTES", 4096)
+    with pytest.raises(FetchError, match="above the 4096 limit"):
+        list(photos.iter_archive_files(archive, lambda name: True))
+
+
+def test_rcc_with_a_huge_child_count_is_refused_without_allocating() -> None:
+    blob = bytearray(_make_rcc({"a.bin": (b"x", 0)}))
+    tree_offset = struct.unpack_from(">I", blob, 8)[0]
+    struct.pack_into(">I", blob, tree_offset + 6, 5_000_000)  # the root's child count
+    with pytest.raises(RccFormatError, match="children past the end"):
+        list(iter_rcc_entries(bytes(blob)))
+
+
+def test_rcc_zlib_entries_inflate_no_further_than_declared() -> None:
+    bomb = struct.pack(">I", 10) + zlib.compress(bytes(10_000_000), 9)
+    with pytest.raises(RccFormatError, match="declared size"):
+        list(iter_rcc_entries(_make_rcc_raw(bomb)))
+    huge = struct.pack(">I", 1 << 31) + zlib.compress(b"")
+    with pytest.raises(RccFormatError, match="above"):
+        list(iter_rcc_entries(_make_rcc_raw(huge)))
+
+
+def _make_rcc_raw(payload: bytes) -> bytes:
+    """A bundle with one compressed file whose stored payload is `payload` verbatim."""
+    blob = bytearray(_make_rcc({"a.bin": (b"", FLAG_COMPRESSED)}))
+    data_offset = struct.unpack_from(">I", blob, 12)[0]
+    old_size = struct.unpack_from(">I", blob, data_offset)[0]
+    delta = len(payload) - old_size
+    blob[data_offset : data_offset + 4 + old_size] = struct.pack(">I", len(payload)) + payload
+    for field in (8, 16):  # tree and names follow the data
+        (offset,) = struct.unpack_from(">I", blob, field)
+        blob[field : field + 4] = struct.pack(">I", offset + delta)
+    return bytes(blob)
+
+
+def test_a_malformed_package_is_skipped_whole_and_named(
+    tmp_path: Path, logs: tuple[list[str], Callable[[str], None]]
+) -> None:
+    blob = _make_rcc({"app/x/a.webp": (_image_bytes(40, 40, "WEBP", 8), 0)})
+    broken = blob[:-10]  # a torn bundle
+    archive = _make_deb(
+        tmp_path / "game_1_all.deb",
+        {"./app/x/real.webp": _image_bytes(40, 40, "WEBP", 9), "./usr/rcc/z.rcc": broken},
+    )
+    source = PhotoSource(
+        "debian:game", "game", "CC0", "app/", r"app/x/[^/]+\.webp", bundles=r"usr/rcc/[^/]+\.rcc"
+    )
+    out = tmp_path / "photos"
+    fetch = FakeFetcher({source.name: archive})
+    summary = build_photo_set(out, use_debian=True, log=logs[1], sources=[source], fetch=fetch)
+    assert summary.total == 0 and not (out / source.directory).exists()
+    assert any("skipping debian:game: game: unreadable bundle" in line for line in logs[0])
+
+
+def test_photo_files_manifest_and_stamp_are_written_atomically(
+    tmp_path: Path,
+    logs: tuple[list[str], Callable[[str], None]],
+    disk_full_midway: Callable[[], None],
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    disk_full_midway()
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert len(_read_rows(summary.manifest)) == summary.total == 3
+    assert json.loads((out / ".cache" / "complete.json").read_text())["skipped"] == []
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda text: text[:9],  # a kill while the stamp was written in place
+        lambda text: text.replace('"debian_used"', '"debian"'),  # a field missing
+        lambda text: text.replace('"near_duplicates": 1', '"near_duplicates": "1"'),  # wrong type
+    ],
+)
+def test_a_torn_stamp_means_rebuild_not_failure(
+    tmp_path: Path, logs: tuple[list[str], Callable[[str], None]], damage: Callable[[str], str]
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    build_photo_set(out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch)
+    stamp = out / ".cache" / "complete.json"
+    damaged = damage(stamp.read_text())
+    assert damaged != stamp.read_text()
+    stamp.write_text(damaged)
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert summary.total == 3 and len(fetch.calls) == 2
+    assert json.loads(stamp.read_text())["skipped"] == []
+
+
+def test_a_stamp_from_before_near_duplicate_removal_is_still_complete(
+    tmp_path: Path, logs: tuple[list[str], Callable[[str], None]]
+) -> None:
+    out = tmp_path / "photos"
+    fetch = FakeFetcher(_fake_archives(tmp_path))
+    build_photo_set(out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch)
+    stamp = out / ".cache" / "complete.json"
+    record = json.loads(stamp.read_text())
+    del record["near_duplicates"]
+    stamp.write_text(json.dumps(record))
+    summary = build_photo_set(
+        out, use_debian=True, log=logs[1], sources=[WHEEL_SOURCE], fetch=fetch
+    )
+    assert len(fetch.calls) == 1 and (summary.total, summary.near_duplicates) == (3, 0)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,65 @@ def test_bad_sources_raise_one_line_errors(tmp_path: Path, spec: str) -> None:
     with pytest.raises(DataSourceError) as err:
         resolve_sources([tmp_path / spec])
     assert "\n" not in str(err.value) and spec in str(err.value)
+
+
+def _names(folder: Path) -> list[str]:
+    images = resolve_sources([folder])
+    return [images.relpath(i) for i in range(len(images))]
+
+
+def test_a_folder_link_back_into_the_tree_lists_each_image_once(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data / "a", 2)
+    (data / "loop").symlink_to(".")
+    (data / "a" / "back").symlink_to("..")
+    assert _names(data) == ["a/img_000.jpg", "a/img_001.jpg"]
+
+
+def test_links_to_the_root_and_its_ancestors_are_not_followed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data, 1)
+    write_images(tmp_path / "sibling", 1)
+    (data / "self").symlink_to(".")
+    (data / "up").symlink_to("..")
+    (data / "upup").symlink_to("../..")
+    assert _names(data) == ["img_000.jpg"]
+
+
+def test_links_to_other_folders_are_followed_and_real_paths_win(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data / "b", 1)
+    write_images(tmp_path / "elsewhere", 1)
+    (data / "a_link").symlink_to("b")  # sorts first, but b is the real folder
+    (data / "ext").symlink_to(tmp_path / "elsewhere")
+    (data / "ext2").symlink_to(tmp_path / "elsewhere")
+    assert _names(data) == ["b/img_000.jpg", "ext/img_000.jpg"]
+
+
+def test_a_file_name_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_images(data, 1)
+    bad = os.path.join(os.fsencode(data), b"caf\xe9.jpg")  # Latin-1, as old cameras wrote
+    with open(bad, "wb") as f:
+        f.write((data / "img_000.jpg").read_bytes())
+    with pytest.raises(DataSourceError) as err:
+        resolve_sources([data])
+    assert "caf\\xe9.jpg" in str(err.value) and "not valid UTF-8" in str(err.value)
+
+
+def test_a_coco_image_id_that_is_not_a_number_names_the_entry(tmp_path: Path) -> None:
+    write_images(tmp_path / "coco" / "train2017", 2)
+    ann = tmp_path / "coco" / "annotations" / "instances_train2017.json"
+    ann.parent.mkdir(parents=True)
+    images = [{"id": 1, "file_name": "img_000.jpg"}, {"id": "x7", "file_name": "img_001.jpg"}]
+    ann.write_text(json.dumps({"images": images}))
+    with pytest.raises(DataSourceError) as err:
+        resolve_sources([ann])
+    assert "images[1] (img_001.jpg) has id 'x7'" in str(err.value)
+
+
+def test_a_list_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    lst = tmp_path / "list.txt"
+    lst.write_bytes(b"caf\xe9.jpg\n")
+    with pytest.raises(DataSourceError, match=r"list\.txt: not UTF-8"):
+        resolve_sources([lst])

@@ -149,3 +149,20 @@ def test_inspect_and_viz(
 
     with Image.open(png) as img:
         assert img.width > 200 and img.height > 100
+
+
+def test_an_interrupted_export_keeps_the_previous_file_and_leaves_no_temporary(
+    tmp_path: Path, baseline: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "a.json"
+    assert run("corr", "export-json", str(baseline), str(out)) == 0
+    before = out.read_bytes()
+
+    def interrupted(self: CorrespondenceStore, i: int, j: int) -> np.ndarray:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(CorrespondenceStore, "pair_sims", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("corr", "export-json", str(baseline), str(out))
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

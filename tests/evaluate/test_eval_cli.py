@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from tests.conftest import write_images
+from tests.data.test_decode import write_zero_png
 
 from orl.cli import main
 from orl.config import ConfigError, override
@@ -126,3 +128,18 @@ def test_knn_cli(image_folders: tuple[Path, Path], tmp_path: Path) -> None:
             "--k", "3"]  # fmt: skip
     assert run(argv) == 0
     assert json.loads(out.read_text())["top1"] == 1.0  # red vs blue
+
+
+def test_an_unusable_evaluation_image_is_one_line_from_a_worker(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = tmp_path / "train"
+    write_images(train / "a", 1)
+    write_images(train / "b", 1, seed=1)
+    bomb = write_zero_png(train / "b" / "bomb.png", 13_400, 13_400)
+    argv = ["eval", "knn", "--checkpoint", "random:resnet18", "--train", str(train),
+            "--val", str(train), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+            "--device", "cpu"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"orl: error: {bomb}: unusable image") and "\n" not in err, err

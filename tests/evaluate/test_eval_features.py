@@ -6,17 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.conftest import write_images
+from tests.data.test_decode import write_zero_png
 
 from orl.evaluate.features import (
     POOLS,
     cached_features,
+    center_crop_transform,
     extract_features,
     l2_normalize,
     parse_layers,
     pool_maps,
     svm_transform,
 )
-from orl.evaluate.inputs import random_weights
+from orl.evaluate.inputs import EvalInputError, random_weights
 from orl.models.backbone import build_backbone, stage_features
 
 
@@ -78,3 +81,15 @@ def test_cache_extracts_once_and_leaves_no_temp_files(tmp_path: Path) -> None:
 def test_l2_normalize_rows() -> None:
     x = l2_normalize(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert np.allclose(np.linalg.norm(x[0]), 1.0, atol=1e-5) and np.allclose(x[1], 0.0)
+
+
+def test_an_unusable_image_stops_extraction_with_one_line_naming_it(tmp_path: Path) -> None:
+    """A decompression bomb among the images: refused by the decoder, named, never decoded."""
+    photo = write_images(tmp_path, 1) / "img_000.jpg"
+    bomb = write_zero_png(tmp_path / "bomb.png", 13_400, 13_400)  # 180 M pixels, 30 kB
+    net = random_weights("resnet18").build_backbone()
+    with pytest.raises(EvalInputError) as err:
+        extract_features(net, [photo, bomb], ["avgpool"], center_crop_transform(), batch_size=2)
+    message = str(err.value)
+    assert message.startswith(f"{bomb}: unusable image") and "decompression bomb" in message
+    assert "\n" not in message

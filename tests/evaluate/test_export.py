@@ -12,12 +12,8 @@ from tests.checkpoints import save_tiny_checkpoint
 
 from orl.checkpoint import atomic_save
 from orl.cli import main
-from orl.evaluate.export import (
-    detectron2_checkpoint,
-    detectron2_key,
-    export_hub_folder,
-    export_weights,
-)
+from orl.evaluate.detectron2 import detectron2_key
+from orl.evaluate.export import detectron2_checkpoint, export_hub_folder, export_weights
 from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.model_card import read_results, training_facts
 
@@ -178,8 +174,8 @@ def test_export_cli_writes_the_hub_folder_and_rejects_results_elsewhere(
     results.write_text(
         json.dumps({"protocol": "knn", "checkpoint": identity, "top1": 0.25, "top5": 0.5})
     )
-    argv = ["export", "--checkpoint", str(ckpt), "--out", str(tmp_path / "hub")]
-    assert main([*argv, "--format", "safetensors", "--results", str(results)]) == 0
+    argv = ["export", "--checkpoint", str(ckpt), "--results", str(results), "--out"]
+    assert main([*argv, str(tmp_path / "hub"), "--format", "safetensors"]) == 0
     assert "| weighted kNN |  | top-1 | 25.00 |" in (tmp_path / "hub" / "README.md").read_text()
-    assert main([*argv, "--format", "timm", "--results", str(results)]) == 2
+    assert main([*argv, str(tmp_path / "timm.pth"), "--format", "timm"]) == 2
     assert "--results" in capsys.readouterr().err

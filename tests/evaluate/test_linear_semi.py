@@ -1,24 +1,38 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+from tests.conftest import write_images
+from tests.data.test_decode import write_zero_png
 from torch.utils.data import Dataset
 from torchvision.datasets import ImageFolder
 
 from orl.cli import main
-from orl.distributed import init_distributed
+from orl.distributed import DistInfo, init_distributed
 from orl.evaluate.classification import (
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
+    Lighting,
     StateFile,
     image_folder,
     step_schedule,
     topk_correct,
     train_transform,
+    with_sync_bn,
 )
 from orl.evaluate.features import center_crop_transform
 from orl.evaluate.inputs import EvalInputError, random_weights
-from orl.evaluate.linear import LinearConfig, linear_config, thirds, train_linear
+from orl.evaluate.linear import (
+    LinearConfig,
+    linear_config,
+    linear_train_transform,
+    milestones,
+    train_linear,
+)
 from orl.evaluate.semi import SemiConfig, finetune, semi_config, subset_indices
 
 STAMP = {"checkpoint": "random:resnet18:seed0"}
@@ -37,11 +51,75 @@ def test_presets_follow_appendix_b() -> None:
 
 
 def test_schedules() -> None:
-    assert thirds(28) == [9, 19] and thirds(1) == [1]
-    lrs = step_schedule(0.01, 28, 2, thirds(28), 0.1)
+    assert milestones(28, "thirds") == [9, 19] and milestones(1, "thirds") == [1]
+    lrs = step_schedule(0.01, 28, 2, milestones(28, "thirds"), 0.1)
     assert lrs[0] == 0.01 and lrs[2 * 9] == pytest.approx(0.001) and lrs[-1] == pytest.approx(1e-4)
     semi = step_schedule(1.0, 20, 1, [12, 16], 0.2)
     assert semi[11] == 1.0 and semi[12] == pytest.approx(0.2) and semi[16] == pytest.approx(0.04)
+
+
+def test_linear_decays_three_times_at_the_authors_epochs() -> None:
+    """x0.1 after epochs 8/16/24 of 28, 4/8/12 of 14, 24/48/72 of 84 (the authors' configs)."""
+    assert milestones(28, "authors") == [8, 16, 24]
+    assert milestones(14, "authors") == [4, 8, 12]
+    assert milestones(84, "authors") == [24, 48, 72]
+    assert LinearConfig().schedule == "authors" and LinearConfig().augment == "authors"
+    lrs = step_schedule(0.01, 28, 1, milestones(28, "authors"), 0.1)
+    assert lrs[7] == 0.01 and lrs[8] == pytest.approx(1e-3) and lrs[27] == pytest.approx(1e-5)
+
+
+def test_lighting_adds_the_pca_colour_offset() -> None:
+    """Lighting adds eigvec @ (alpha * eigval) to every pixel, alpha ~ N(0, 0.1^2)."""
+    img = torch.rand(3, 4, 5)
+    torch.manual_seed(3)
+    out = Lighting(0.1)(img)
+    torch.manual_seed(3)
+    alpha = torch.randn(3) * 0.1
+    offset = torch.tensor(IMAGENET_EIGVEC) @ (alpha * torch.tensor(IMAGENET_EIGVAL))
+    torch.testing.assert_close(out - img, offset.view(3, 1, 1).expand(3, 4, 5))
+    assert torch.equal(Lighting(0.0)(img), img)
+
+
+def test_linear_training_input_is_the_authors_pipeline() -> None:
+    names = [type(t).__name__ for t in linear_train_transform(LinearConfig()).transforms]
+    assert names == [
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "ColorJitter",
+        "ToTensor",
+        "Lighting",
+        "Normalize",
+    ]
+    jitter = linear_train_transform(LinearConfig()).transforms[2]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue) == (
+        (0.6, 1.4),
+        (0.6, 1.4),
+        (0.6, 1.4),
+        None,
+    )
+    plain = linear_train_transform(LinearConfig(augment="crop_flip")).transforms
+    assert [type(t).__name__ for t in plain] == [
+        "RandomResizedCrop",
+        "RandomHorizontalFlip",
+        "ToTensor",
+        "Normalize",
+    ]
+
+
+def test_sync_bn_only_under_multi_gpu_ddp_and_when_enabled() -> None:
+    def net() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+
+    def has_sync(m: torch.nn.Module) -> bool:
+        return any(isinstance(x, torch.nn.SyncBatchNorm) for x in m.modules())
+
+    gpus = DistInfo(rank=0, local_rank=0, world_size=2, device=torch.device("cuda", 0))
+    assert has_sync(with_sync_bn(net(), gpus, SemiConfig().sync_bn))
+    assert not has_sync(with_sync_bn(net(), gpus, False))
+    cpus = DistInfo(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"))
+    one = DistInfo(rank=0, local_rank=0, world_size=1, device=torch.device("cuda", 0))
+    assert not has_sync(with_sync_bn(net(), cpus, True))
+    assert not has_sync(with_sync_bn(net(), one, True))
 
 
 def test_topk_correct() -> None:
@@ -172,3 +250,19 @@ def test_resume_refuses_the_state_of_another_checkpoint_or_setting(
     assert (
         main([*_linear(image_folders, other), "--checkpoint", "random:resnet18", "--resume"]) == 0
     )
+
+
+def test_image_folder_samples_load_through_the_robust_decoder(tmp_path: Path) -> None:
+    """Training and validation images of linear and semi: a bomb is a one-line error naming it,
+    and a photo stored sideways (EXIF orientation 6) is read upright, as training read it."""
+    write_images(tmp_path / "a", 1, size=(20, 30))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    with Image.open(tmp_path / "a" / "img_000.jpg") as photo:
+        photo.save(tmp_path / "a" / "sideways.jpg", exif=exif)
+    bomb = write_zero_png(tmp_path / "a" / "zz_bomb.png", 13_400, 13_400)
+    data = image_folder(tmp_path, transform=lambda image: image)
+    assert [Path(p).name for p, _ in data.samples] == ["img_000.jpg", "sideways.jpg", "zz_bomb.png"]
+    assert data[0][0].size == (30, 20) and data[1][0].size == (20, 30)
+    with pytest.raises(EvalInputError, match=f"^{re.escape(str(bomb))}: unusable image"):
+        data[2]

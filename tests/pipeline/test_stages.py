@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,3 +30,16 @@ def test_a_failing_unit_keeps_its_cause_and_is_retried_with_the_same_key(tmp_pat
     assert not (folder / ERROR_FILE).exists()
     again = run_stage("scenes", folder, "k1", lambda: ran.append(2), resume=True, log=print)
     assert ran == [1] and again["status"] == "done"  # done with this key: not run again
+
+
+def test_the_error_log_is_written_whole(
+    tmp_path: Path, disk_full_midway: Callable[[], None]
+) -> None:
+    def fail() -> None:
+        raise FetchError("apt-get is not installed")
+
+    disk_full_midway()
+    with pytest.raises(StageFailed):
+        run_stage("scenes", tmp_path / "unit", "k1", fail, resume=True, log=lambda _: None)
+    log = (tmp_path / "unit" / ERROR_FILE).read_text()
+    assert log.startswith("Traceback") and log.rstrip().endswith("apt-get is not installed")

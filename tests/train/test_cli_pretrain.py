@@ -225,3 +225,18 @@ def test_each_stage1_method_trains_through_the_cli_and_feeds_discover(
     store = CorrespondenceStore.open(corr)
     assert store.num_images == 24 and store.neighbours(0).shape == (3,)
     assert store.meta["checkpoint_sha256"] == pre.sha256
+
+
+def test_a_data_set_with_no_decodable_image_is_refused_before_training(
+    tiny_config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"x{i}.jpg").write_bytes(b"not a jpeg")
+    run = tmp_path / "run"
+    argv = ["pretrain", "--config", str(tiny_config), "--out", str(run), "--set", f"data={bad}"]
+    assert main([*argv, "--set", "batch_size=2"]) == 2  # a batch fits: the images are the culprit
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "none of the 3 images" in err and str(bad) in err
+    assert not run.exists()

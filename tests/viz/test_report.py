@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from tests.checkpoints import save_tiny_checkpoint
 
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, write_store
 from orl.viz.pairs import best_pairs
-from orl.viz.report import loss_series, report_blocks, write_report
-from orl.viz.report_document import Figure
+from orl.viz.report import loss_series, report_blocks, training_blocks, write_report
+from orl.viz.report_document import Figure, md_escape
 from orl.viz.report_plots import PALETTE, Series, line_plot, nice_ticks
 
 FINGERPRINT = "fp-3f9c0e7d1a2b"
@@ -305,3 +307,63 @@ def test_chromium_renders_a_non_blank_page(
     assert px.shape[:2] == (1600, 1200)
     assert px.std() > 20
     assert len(np.unique(px.reshape(-1, 3), axis=0)) > 100
+
+
+def test_monitor_lines_make_their_own_curve(tmp_path: Path) -> None:
+    """metrics.jsonl mixes training lines and the online kNN monitor's (no loss): the loss and lr
+    plots read the training lines, the monitor gets its own figure."""
+    run = tmp_path / "stage1"
+    run.mkdir()
+    lines = [{"step": s, "epoch": s / 3, "loss": 2.0 - 0.1 * s, "lr": 0.1} for s in range(1, 7)]
+    lines.insert(3, {"step": 3, "epoch": 1.0, "knn_top1": 0.4, "knn_map": 0.3, "knn_seconds": 1.0})
+    lines.append({"step": 6, "epoch": 2.0, "knn_top1": 0.5, "knn_map": 0.35, "knn_seconds": 1.0})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    blocks = training_blocks(tmp_path, "stage1")
+    names = [b.name for b in blocks if isinstance(b, Figure)]
+    assert names == ["stage1_loss", "stage1_lr", "stage1_monitor"]
+
+
+HOSTILE = (
+    "<img src=x onerror=alert(1)> [click](javascript:alert(1)) **bold** `code` a|b ~~s~~ "
+    "&lt; loss_image #3 !x"
+)
+
+
+@pytest.mark.parametrize("text", [HOSTILE, "- item", "12. item", "1) item", "+ x", "# title"])
+def test_markdown_escape_renders_the_text_itself(text: str) -> None:
+    markdown = pytest.importorskip("markdown")  # Python-Markdown, installed with TensorBoard
+    escaped = md_escape(text)
+    for rendered in (
+        markdown.markdown(escaped),
+        markdown.markdown(f"| a |\n|---|\n| {escaped} |", extensions=["tables"]),
+    ):
+        assert "<img" not in rendered and "<a " not in rendered and "<strong>" not in rendered
+        assert "<code>" not in rendered and "<del>" not in rendered and "<li>" not in rendered
+        assert "<h1>" not in rendered
+        cell = re.sub(r"<[^>]+>", "", rendered).strip()
+        assert html.unescape(cell).replace("\n", "").strip().endswith(text.split()[-1])
+
+
+def test_report_markdown_escapes_folder_names_and_data_sources(tmp_path: Path) -> None:
+    work = tmp_path / "work_<b>[x](javascript:alert(1))"
+    write_run(work / "stage1", orl=False, seed=None)
+    source = "photos/<script>alert(1)</script>|*"
+    (work / "pipeline.json").write_text(json.dumps({"data_fingerprint": "f", "data": [source]}))
+    write_report(work, work / "r.html", work / "r.md", image_paths=None, attention_size=32)
+    md = (work / "r.md").read_text(encoding="utf-8")
+    md = re.sub(r"(?ms)^```.*?^```$", "", md)  # code blocks are literal: the resolved configs
+    assert "<script>" not in md and "<b>" not in md
+    assert "photos/&lt;script&gt;alert(1)&lt;/script&gt;&#124;\\*" in md
+    markdown = pytest.importorskip("markdown")
+    assert "<a " not in markdown.markdown(md)
+
+
+def test_the_report_files_are_written_whole(
+    tmp_path: Path, disk_full_midway: Callable[[], None]
+) -> None:
+    work = tmp_path / "work"
+    write_run(work / "stage1", orl=False, seed=None)
+    disk_full_midway()
+    write_report(work, work / "r.html", work / "r.md", image_paths=None, attention_size=32)
+    assert (work / "r.html").read_text().rstrip().endswith("</html>")
+    assert "## Configurations" in (work / "r.md").read_text()

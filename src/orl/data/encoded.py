@@ -1,15 +1,16 @@
 """The `augment.backend: gpu` data path: loader workers read bytes and draw parameters, the
 training device decodes and augments whole batches.
 
-Workers read each file's bytes and header (size, EXIF orientation), and draw every view's
-augmentation parameters from the sample's seed (`views.sample_seed`) in the PIL pipeline's order
-(`augment_tensor.py`), so resume stays exact and DDP ranks draw independently. The main process
-decodes the batch on the device (`torchvision.io.decode_jpeg`, nvJPEG on CUDA, batched) and
-applies the augmentations batched. Files the device decoder should not see (not a baseline or
-progressive 8-bit RGB/gray JPEG, EXIF-rotated, huge, or without an end marker) are decoded in the
-worker by the robust CPU decoder (`data/decode.py`) and shipped as pixels; unusable files are
-replaced and counted exactly as on the PIL backend. Stage 3's data set on this backend,
-`EncodedORLDataset`, lives with the rest of stage 3 in `train/orl.py`.
+Workers read each image's bytes (from its file, or from its member of a tar shard) and header
+(size, EXIF orientation), and draw every view's augmentation parameters from the sample's seed
+(`views.sample_seed`) in the PIL pipeline's order (`augment_tensor.py`), so resume stays exact
+and DDP ranks draw independently. The main process decodes the batch on the device
+(`torchvision.io.decode_jpeg`, nvJPEG on CUDA, batched) and applies the augmentations batched.
+Files the device decoder should not see (not a baseline or progressive 8-bit RGB/gray JPEG,
+EXIF-rotated, huge, or without an end marker) are decoded in the worker by the robust CPU decoder
+(`data/decode.py`) and shipped as pixels; unusable files are replaced and counted exactly as on
+the PIL backend. Stage 3's data set on this backend, `EncodedORLDataset`, lives with the rest of
+stage 3 in `train/orl.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -34,8 +34,9 @@ from orl.augment_tensor import (
     draw_global_view,
     photometric_batch,
 )
-from orl.data.decode import MAX_PIXELS, UnusableImage, decode_image
-from orl.data.sources import ImageList
+from orl.data.decode import UnusableImage
+from orl.data.shards import ShardError
+from orl.data.sources import ImageList, decode_at
 from orl.data.views import Batch, RobustImageDataset
 
 Views = dict[str, list[torch.Tensor]]
@@ -45,11 +46,13 @@ Views = dict[str, list[torch.Tensor]]
 class EncodedImage:
     """One image as a worker ships it: JPEG bytes for the device, or pixels for odd files."""
 
-    path: str
+    path: str  # the image file, or the shard holding it (`offset` >= 0)
     data: torch.Tensor  # 1-D uint8 file bytes; empty when `pixels` holds the decode
     pixels: torch.Tensor | None  # (3, H, W) uint8 from the robust CPU decoder
     size: tuple[int, int]  # (width, height) the views' rectangles refer to (PIL path's decode)
     frame: tuple[int, int]  # full-size (width, height) after EXIF rotation: the boxes' frame
+    offset: int = -1  # byte offset of the image in its shard; -1 for a file
+    nbytes: int = 0  # its size in the shard
 
 
 def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -66,7 +69,10 @@ def plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
             w, h = im.size
     except (OSError, SyntaxError, ValueError):
         return None
-    return (w, h) if 0 < w * h <= MAX_PIXELS else None
+    # Above PIL's decompression-bomb threshold the robust decoder decides (reduced-size JPEG
+    # decoding, or a refusal), as on the PIL path.
+    limit = Image.MAX_IMAGE_PIXELS
+    return (w, h) if w * h > 0 and (limit is None or w * h <= limit) else None
 
 
 def contain_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]:
@@ -81,20 +87,22 @@ def contain_size(size: tuple[int, int], max_side: int | None) -> tuple[int, int]
     return (max_side, max_side)
 
 
-def load_encoded(path: str, max_side: int | None) -> EncodedImage:
-    """Bytes and header of `path`, or the robust decoder's pixels (raises `UnusableImage`)."""
+def load_encoded(images: ImageList, index: int, max_side: int | None) -> EncodedImage:
+    """Bytes and header of image `index` (its file, or its member of a shard), or the robust
+    decoder's pixels (raises `UnusableImage`)."""
+    where = (images.path(index), images.offset(index), int(images.sizes[index]))
     try:
-        data = Path(path).read_bytes()
-    except OSError:
+        data = images.read_bytes(index)
+    except (OSError, ShardError):
         data = b""
     size = plain_jpeg_size(data)
     if size is not None:
         raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
-        return EncodedImage(path, raw, None, contain_size(size, max_side), size)
-    decoded = decode_image(path, max_side)
+        return EncodedImage(where[0], raw, None, contain_size(size, max_side), size, *where[1:])
+    decoded = images.decode(index, max_side)
     pixels = torch.from_numpy(np.asarray(decoded.image).copy()).permute(2, 0, 1).contiguous()
     empty = torch.empty(0, dtype=torch.uint8)
-    return EncodedImage(path, empty, pixels, decoded.image.size, decoded.frame)
+    return EncodedImage(where[0], empty, pixels, decoded.image.size, decoded.frame, *where[1:])
 
 
 class EncodedTwoViewDataset(RobustImageDataset[EncodedImage]):
@@ -114,7 +122,7 @@ class EncodedTwoViewDataset(RobustImageDataset[EncodedImage]):
         self.crop_pairs = crop_pairs
 
     def load(self, index: int) -> EncodedImage:
-        return load_encoded(self.images.path(index), self.max_side)
+        return load_encoded(self.images, index, self.max_side)
 
     def make_views(self, index: int, loaded: EncodedImage) -> Views:
         self.shipped = [loaded]
@@ -144,7 +152,7 @@ def _decode_one(
     except RuntimeError:
         pass
     try:
-        decoded = decode_image(image.path)
+        decoded = decode_at(image.path, image.offset, image.nbytes)
     except UnusableImage as exc:
         skipped.append((image.path, str(exc)))
         w, h = image.size

@@ -17,6 +17,7 @@ import csv
 import hashlib
 import io
 import json
+import lzma
 import re
 import shutil
 import tarfile
@@ -24,14 +25,17 @@ import tempfile
 import time
 import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import cv2
 from PIL import Image
 
+from orl.artifacts import atomic_write_bytes, atomic_write_text
 from orl.data.near_duplicates import MAX_DISTANCE, NearDuplicates, perceptual_hash
 from orl.data.photo_sources import DEFAULT_SOURCES, FetchError, PhotoSource, fetch_archive
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
@@ -52,6 +56,13 @@ KEPT_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp"}
 
 Fetcher = Callable[[PhotoSource, Path], Path]
 Log = Callable[[str], None]
+
+
+# Bounds on what one archive may inflate to (the largest package we read, opencv-doc, is about
+# 100 MB): a crafted archive must fail in bounded time and memory.
+MAX_MEMBER_BYTES = 1 << 29
+MAX_ARCHIVE_BYTES = 1 << 32
+_AR_MAGIC = b"!<arch>\n"
 
 
 class UnsafeArchivePath(ValueError):
@@ -98,43 +109,69 @@ def safe_member_path(target: Path, member: str) -> Path:
 
 
 def _deb_data_tar(deb: Path) -> bytes:
-    """Return the ``data.tar.*`` member of a Debian package (an ``ar`` archive)."""
+    """Return the ``data.tar.*`` member of a Debian package (an ``ar`` archive).
+
+    Every header is checked before it is used: a size that is not a plain decimal number or
+    that runs past the end of the file is a FetchError, so the scan always moves forward.
+    """
     blob = deb.read_bytes()
-    if not blob.startswith(b"!<arch>\n"):
+    if not blob.startswith(_AR_MAGIC):
         raise FetchError(f"{deb.name} is not a Debian package")
-    position = 8
+    position = len(_AR_MAGIC)
     while position + 60 <= len(blob):
         header = blob[position : position + 60]
-        name = header[:16].decode("ascii").strip().rstrip("/")
-        size = int(header[48:58].decode("ascii").strip())
-        start = position + 60
-        if name.startswith("data.tar"):
+        size_field = header[48:58].rstrip(b" ")
+        if header[58:60] != b"`\n" or not size_field.isdigit():
+            raise FetchError(f"{deb.name}: malformed ar member header at byte {position}")
+        size, start = int(size_field), position + 60
+        if start + size > len(blob):
+            raise FetchError(f"{deb.name}: ar member at byte {position} runs past the end")
+        if header[:16].startswith(b"data.tar"):
             return blob[start : start + size]
         position = start + size + (size % 2)  # ar pads members to even offsets
     raise FetchError(f"{deb.name} has no data.tar member")
+
+
+def _check_member_size(archive: Path, name: str, size: int) -> None:
+    if size > MAX_MEMBER_BYTES:
+        raise FetchError(
+            f"{archive.name}: member {name} claims {size} bytes, above the {MAX_MEMBER_BYTES} limit"
+        )
 
 
 def iter_archive_files(archive: Path, wanted: Callable[[str], bool]) -> Iterator[tuple[str, bytes]]:
     """Yield ``(member path, bytes)`` for the regular files of a wheel/zip or ``.deb`` we want.
 
     Only wanted members are decompressed; links and devices in a ``.deb`` are never followed.
+    A malformed archive, or one that would inflate past the size limits, is a FetchError naming
+    the archive, raised in time and memory bounded by those limits.
     """
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if not info.is_dir() and wanted(info.filename):
-                    yield info.filename, zf.read(info)
-        return
     try:
+        if zipfile.is_zipfile(archive):
+            with zipfile.ZipFile(archive) as zf:
+                for info in zf.infolist():
+                    if not info.is_dir() and wanted(info.filename):
+                        # zipfile reads no further than the declared size (and checks the CRC)
+                        _check_member_size(archive, info.filename, info.file_size)
+                        yield info.filename, zf.read(info)
+            return
         # Stream mode: one sequential pass over the (xz/gz/bz2) data, no random access needed.
+        total = 0
         with tarfile.open(fileobj=io.BytesIO(_deb_data_tar(archive)), mode="r|*") as tar:
             for member in tar:
+                total += member.size  # skipped members are inflated too
+                if total > MAX_ARCHIVE_BYTES:
+                    raise FetchError(f"{archive.name}: inflates past {MAX_ARCHIVE_BYTES} bytes")
                 name = member.name.removeprefix("./")
                 if member.isreg() and wanted(name):
+                    _check_member_size(archive, name, member.size)
                     handle = tar.extractfile(member)
                     if handle is not None:
                         yield name, handle.read()
-    except tarfile.CompressionError as error:  # e.g. data.tar.zst before Python 3.14
+    # e.g. data.tar.zst before Python 3.14, a torn download, a crafted header
+    except (tarfile.TarError, zipfile.BadZipFile, lzma.LZMAError, zlib.error, EOFError) as error:
+        raise FetchError(f"cannot read {archive.name}: {error}") from error
+    except OSError as error:  # a bad gzip stream is an OSError too
         raise FetchError(f"cannot read {archive.name}: {error}") from error
 
 
@@ -168,8 +205,7 @@ def _iter_bundle(
     try:
         entries = list(iter_rcc_entries(data))
     except RccFormatError as error:
-        log(f"  {source.name}: skipping unreadable bundle {name}: {error}")
-        return
+        raise FetchError(f"{source.package}: unreadable bundle {name}: {error}") from error
     skipped_zstd = 0
     for entry in entries:
         if not re.fullmatch(source.photos, entry.path):
@@ -292,8 +328,7 @@ def _add_source(
             continue
         seen.add(digest)
         near.add(phash)
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        destination.write_bytes(data)
+        atomic_write_bytes(data, destination)
         rel_to_root = destination.relative_to(out_dir).as_posix()
         rows.append(
             ManifestRow(
@@ -304,12 +339,13 @@ def _add_source(
 
 
 def write_manifest(path: Path, rows: Sequence[ManifestRow]) -> None:
-    """Write ``rows`` as CSV with the ``MANIFEST_COLUMNS`` header."""
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(MANIFEST_COLUMNS)
-        for row in rows:
-            writer.writerow([row.path, row.source, row.licence, row.width, row.height, row.labels])
+    """Write ``rows`` as CSV with the ``MANIFEST_COLUMNS`` header (atomically)."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(MANIFEST_COLUMNS)
+    for row in rows:
+        writer.writerow([row.path, row.source, row.licence, row.width, row.height, row.labels])
+    atomic_write_text(text.getvalue(), path)
 
 
 def read_manifest(path: Path) -> list[ManifestRow]:
@@ -330,6 +366,22 @@ def _fingerprint(sources: Sequence[PhotoSource]) -> str:
     ]  # fmt: skip
     text = json.dumps([settings, [repr(s) for s in sources]])
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _read_stamp(stamp: Path) -> dict[str, Any]:
+    """The completion stamp, or {} when it cannot be read or lacks a field (the set is then
+    rebuilt)."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    recorded.setdefault("near_duplicates", 0)  # a stamp from before near-duplicate removal
+    fields = (("skipped", list), ("debian_used", bool), ("near_duplicates", int))
+    if not all(isinstance(recorded.get(key), kind) for key, kind in fields):
+        return {}
+    return recorded
 
 
 def _summary(
@@ -372,13 +424,13 @@ def build_photo_set(
     fingerprint = _fingerprint(chosen)
 
     if manifest.exists() and stamp.exists():
-        recorded = json.loads(stamp.read_text())
+        recorded = _read_stamp(stamp)
         if recorded.get("fingerprint") == fingerprint:
             summary = _summary(
                 manifest,
                 read_manifest(manifest),
-                bool(recorded["debian_used"]),
-                int(recorded.get("near_duplicates", 0)),
+                recorded["debian_used"],
+                recorded["near_duplicates"],
             )
             log(f"photo set already complete in {out_dir}")
             if recorded["skipped"]:
@@ -404,6 +456,7 @@ def build_photo_set(
         except FetchError as error:
             log(f"  skipping {source.name}: {error}")
             skipped.append(source.name)
+            shutil.rmtree(out_dir / source.directory, ignore_errors=True)  # none of it is listed
             continue
         debian_used = debian_used or source.kind == "debian"
 
@@ -415,7 +468,7 @@ def build_photo_set(
         "skipped": skipped,
         "near_duplicates": tally.near_duplicates,
     }
-    stamp.write_text(json.dumps(record))
+    atomic_write_text(json.dumps(record), stamp)
     summary = _summary(manifest, rows, debian_used, tally.near_duplicates)
     _log_counts(summary, log)
     log(

@@ -24,6 +24,11 @@ from pathlib import Path
 
 RCC_MAGIC = b"qres"
 
+# Bounds on what a bundle may inflate to: a crafted bundle must not exhaust memory. The largest
+# GCompris entries are a few MB.
+MAX_ENTRY_BYTES = 1 << 28
+MAX_BUNDLE_BYTES = 1 << 30
+
 # Node flags from Qt's QResourceRoot::Flags.
 FLAG_COMPRESSED = 0x01
 FLAG_DIRECTORY = 0x02
@@ -84,9 +89,21 @@ def _read_payload(blob: bytes, header: _Header, data_offset: int, flags: int) ->
     if len(raw) != size:
         raise RccFormatError("payload past the end of the bundle")
     if flags & FLAG_COMPRESSED:
-        # qCompress prefixes the zlib stream with the uncompressed size; zlib does not need it.
-        return zlib.decompress(raw[4:])
+        return _inflate(raw)
     return raw
+
+
+def _inflate(raw: bytes) -> bytes:
+    """A qCompress payload (u32 uncompressed size, then a zlib stream), inflated no further than
+    the size it declares."""
+    (declared,) = struct.unpack_from(">I", raw)
+    if declared > MAX_ENTRY_BYTES:
+        raise RccFormatError(f"entry of {declared} bytes is above the {MAX_ENTRY_BYTES} limit")
+    inflater = zlib.decompressobj()
+    data = inflater.decompress(raw[4:], declared)
+    if inflater.unconsumed_tail or not inflater.eof or len(data) != declared:
+        raise RccFormatError("compressed entry does not inflate to its declared size")
+    return data
 
 
 def iter_rcc_entries(blob: bytes) -> Iterator[RccEntry]:
@@ -117,6 +134,7 @@ def _iter_entries(blob: bytes) -> Iterator[RccEntry]:
     # directories point at each other cannot loop forever.
     stack: list[tuple[int, str]] = [(0, "")]
     visited: set[int] = set()
+    inflated = 0
     while stack:
         index, prefix = stack.pop()
         if index in visited:
@@ -127,6 +145,8 @@ def _iter_entries(blob: bytes) -> Iterator[RccEntry]:
         path = f"{prefix}/{name}" if prefix else name
         if flags & FLAG_DIRECTORY:
             child_count, first_child = first, second
+            if first_child + child_count > n_nodes_max:  # also bounds the stack below
+                raise RccFormatError(f"directory {path!r} has children past the end of the bundle")
             stack.extend((first_child + i, path) for i in reversed(range(child_count)))
             continue
         # For files the second u32 of the node is the data offset; ``first`` packs territory
@@ -135,6 +155,9 @@ def _iter_entries(blob: bytes) -> Iterator[RccEntry]:
             yield RccEntry(path=path, data=None, compression="zstd")
             continue
         payload = _read_payload(blob, header, second, flags)
+        inflated += len(payload)
+        if inflated > MAX_BUNDLE_BYTES:
+            raise RccFormatError(f"bundle inflates to more than {MAX_BUNDLE_BYTES} bytes")
         compression = "zlib" if flags & FLAG_COMPRESSED else "none"
         yield RccEntry(path=path, data=payload, compression=compression)
 

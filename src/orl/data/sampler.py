@@ -4,13 +4,23 @@ Each epoch is a seeded permutation of the data set; global step s takes the cont
 `perm[b*B : (b+1)*B]` (b = s mod steps-per-epoch, B = global batch) and rank r reads the r-th of W
 equal slices of it. So the set of images in a global step does not depend on the world size, the
 incomplete last batch is dropped (as BN needs full batches), and resuming at step s is exact.
+
+For images read from tar shards (`data/shards.py`) the epoch's order is two-level instead: the
+shards in a seeded random order, each shard's samples in a seeded random order within it
+(`shards.shard_order`), so a step's block, and each rank's and loader worker's slice of it, lies
+in one shard (two at a shard boundary): readers move from shard to shard rather than jumping over
+the whole data set. Resuming at step s is exact here too: epoch s // steps_per_epoch, offset
+(s mod steps_per_epoch) x B into that epoch's order, which depends on (seed, epoch) only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
+
+from orl.data.shards import shard_order
 
 SampleKey = tuple[int, int]  # (epoch, index): the data set derives per-sample randomness from it
 
@@ -42,6 +52,7 @@ class StepBatchSampler:
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
+        shard_starts: np.ndarray | None = None,
     ) -> None:
         self.steps_per_epoch = steps_per_epoch(num_images, global_batch, world_size)
         self.num_images = num_images
@@ -51,8 +62,13 @@ class StepBatchSampler:
         self.seed = seed
         self.rank = rank
         self.start_step = start_step
+        self.shard_starts = shard_starts  # first position of each shard's run of images
 
     def permutation(self, epoch: int) -> torch.Tensor:
+        if self.shard_starts is not None:
+            rng = np.random.default_rng([self.seed % 2**63, epoch])
+            order = shard_order(self.shard_starts, self.num_images, rng)
+            return torch.from_numpy(np.concatenate(list(order)))
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         return torch.randperm(self.num_images, generator=g)
 

@@ -7,6 +7,9 @@ A source string is one of
 - a COCO annotation `.json`, optionally followed by `:IMAGE_DIR`; without it the image folder is
   guessed as `<json>/../../<split>` from the COCO layout (`annotations/instances_train2017.json` ->
   `train2017/`). Order is the JSON's `images` order.
+- tar shards in the WebDataset layout, `shards/{000000..000999}.tar` (`data/shards.py`): the
+  image of every sample, shard by shard in tar order; its relative path is its member name
+  (`KEY.jpg`), so shards packed from a folder (`orl shards`) fingerprint like the folder.
 Several sources concatenate in the order given (COCO+ = train2017 + unlabeled2017).
 
 Every data set has a fingerprint: the SHA-256 of the ordered (source index, relative path, size)
@@ -16,15 +19,19 @@ lines. Artifacts record it, so a store built on one data set is never used with 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
-from orl.data.decode import IMAGE_EXTENSIONS
+from orl.data.decode import IMAGE_EXTENSIONS, Decoded, UnusableImage, decode_image
+from orl.data.shards import ShardError, index_shards, is_shard_spec, read_member
 
 
 class DataSourceError(ValueError):
@@ -46,30 +53,130 @@ class ImageList:
     sources: tuple[str, ...]
     coco_ids: np.ndarray  # int64 COCO image id, -1 for non-COCO sources
     fingerprint: str
+    # byte offset of the image inside its shard (`paths` is then the tar file), -1 for a file
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def path(self, i: int) -> str:
+        """The image file, or for an image inside a shard the shard's tar file."""
         return bytes(self.paths[i]).decode("utf-8")
+
+    def offset(self, i: int) -> int:
+        """Byte offset of image `i` in its shard; -1 for an image file."""
+        return int(self.offsets[i]) if len(self.offsets) else -1
+
+    def in_shard(self, i: int) -> bool:
+        return self.offset(i) >= 0
+
+    def decode(self, i: int, max_side: int | None = None) -> Decoded:
+        """Image `i` decoded (`data/decode.py`), from its file or from its shard."""
+        return decode_image(self.source(i), max_side)
+
+    def source(self, i: int) -> str | BinaryIO:
+        """What the decoder reads for image `i`: its file, or its shard member's bytes (an
+        unreadable member raises UnusableImage, like an unreadable file)."""
+        return member_source(self.path(i), self.offset(i), int(self.sizes[i]))
+
+    def read_bytes(self, i: int) -> bytes:
+        """The encoded bytes of image `i` (OSError or ShardError when they cannot be read)."""
+        if not self.in_shard(i):
+            return Path(self.path(i)).read_bytes()
+        return read_member(self.path(i), self.offset(i), int(self.sizes[i]))
+
+    def shard_starts(self) -> np.ndarray | None:
+        """First position of every run of images read from one container (a shard; a plain file
+        is its own run), or None when no image comes from a shard."""
+        if not len(self.offsets) or (self.offsets < 0).all():
+            return None
+        container = np.where(self.offsets >= 0, self.paths, np.arange(len(self)).astype(np.bytes_))
+        return np.flatnonzero(np.r_[True, container[1:] != container[:-1]])
 
     def relpath(self, i: int) -> str:
         return bytes(self.relpaths[i]).decode("utf-8")
 
 
+def member_source(path: str, offset: int, size: int) -> str | BinaryIO:
+    """The image file `path` (`offset` < 0), or the `size` bytes at `offset` of the shard `path`;
+    an unreadable member raises UnusableImage like an unreadable file."""
+    if offset < 0:
+        return path
+    try:
+        return io.BytesIO(read_member(path, offset, size))
+    except (OSError, ShardError) as exc:
+        raise UnusableImage(str(exc)[:120]) from exc
+
+
+def decode_at(path: str, offset: int, size: int, max_side: int | None = None) -> Decoded:
+    """`member_source(path, offset, size)` decoded by the one decoder (`data/decode.py`)."""
+    return decode_image(member_source(path, offset, size), max_side)
+
+
 def _scan_folder(root: Path) -> list[str]:
+    """Relative paths of the images below `root`, sorted; hidden files and folders left out.
+
+    Folder links are followed (a data set may be assembled from links), but each real folder is
+    read once, identified by (device, inode): a link back into the tree (`loop -> .`) adds
+    nothing, and the real path of a folder wins over a link to it. A link to the root or one of
+    its ancestors (`up -> ..`) is not followed: it would leave the data root and come back in.
+    """
+    root_real = Path(os.path.realpath(root))
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+    visited = {_folder_id(root)}
+    folders: deque[str] = deque([""])
+    links: deque[str] = deque()  # folder links, read after every real folder reached so far
+    while folders or links:
+        if not folders:
+            link = links.popleft()
+            target = Path(os.path.realpath(root / link))
+            identity = _folder_id(root / link)
+            if (
+                identity is not None
+                and identity not in visited
+                and target
+                not in (
+                    root_real,
+                    *root_real.parents,
+                )
+            ):
+                visited.add(identity)
+                folders.append(link)
+            continue
+        folder = folders.popleft()
+        try:
+            entries = sorted(os.scandir(root / folder), key=lambda e: e.name)
+        except OSError:  # unreadable folder: skipped, like os.walk does
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = f"{folder}/{entry.name}" if folder else entry.name
+            if entry.is_symlink() and entry.is_dir():
+                links.append(rel)
+            elif entry.is_dir(follow_symlinks=False):
+                visited.add(_folder_id(root / rel))
+                folders.append(rel)
+            elif Path(entry.name).suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
+                found.append(rel)
     return sorted(found)
+
+
+def _folder_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _read_list(list_file: Path) -> tuple[Path, list[str]]:
     rels = []
-    for line in list_file.read_text(encoding="utf-8").splitlines():
+    try:
+        text = list_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataSourceError(f"{list_file}: not UTF-8 text ({exc.reason}); save it so") from exc
+    for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             rels.append(line)
@@ -106,9 +213,15 @@ def _read_coco(spec: str) -> tuple[Path, list[str], list[int]]:
         with json_path.open(encoding="utf-8") as f:
             images = json.load(f)["images"]
         rels = [str(im["file_name"]) for im in images]
-        ids = [int(im["id"]) for im in images]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        ids = [im["id"] for im in images]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise DataSourceError(f"{json_path}: not a COCO annotation file ({exc})") from exc
+    for j, image_id in enumerate(ids):
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            raise DataSourceError(
+                f"{json_path}: images[{j}] ({rels[j]}) has id {image_id!r}, not an integer; "
+                "fix that entry"
+            )
     return image_dir, rels, ids
 
 
@@ -122,10 +235,29 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
     rel_paths: list[str] = []
     src_idx: list[int] = []
     coco_ids: list[int] = []
+    member_offsets: list[int] = []
+    member_sizes: dict[int, int] = {}
     for k, raw in enumerate(specs):
         spec = str(raw)
+        if not spec.strip():  # Path("") is the current folder: never what was meant
+            raise DataSourceError(
+                "an empty data source: give an image folder, a .txt image list or a COCO json"
+            )
         base = Path(spec)
         ids: list[int] | None = None
+        if is_shard_spec(spec):
+            try:
+                samples = index_shards(spec)
+            except ShardError as exc:
+                raise DataSourceError(str(exc)) from exc
+            for sample in samples:
+                member_sizes[len(abs_paths)] = sample.size
+                abs_paths.append(str(Path(sample.shard).absolute()))
+                rel_paths.append(sample.name)
+                src_idx.append(k)
+                coco_ids.append(-1)
+                member_offsets.append(sample.offset)
+            continue
         if ".json" in spec and (spec.endswith(".json") or ".json:" in spec):
             root, rels, ids = _read_coco(spec)
         elif base.is_dir():
@@ -140,12 +272,17 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
             )
         if not rels:
             raise DataSourceError(f"{base}: no images found")
+        _require_utf8_names(root, rels)
         for j, rel in enumerate(rels):
             abs_paths.append(str((root / rel).absolute()))
             rel_paths.append(rel)
             src_idx.append(k)
             coco_ids.append(ids[j] if ids is not None else -1)
-    sizes = np.array([_size(p) for p in abs_paths], dtype=np.int64)
+            member_offsets.append(-1)
+    sizes = np.array(
+        [member_sizes[i] if i in member_sizes else _size(p) for i, p in enumerate(abs_paths)],
+        dtype=np.int64,
+    )
     h = hashlib.sha256()
     for k, rel, size in zip(src_idx, rel_paths, sizes.tolist(), strict=True):
         h.update(f"{k}\t{rel}\t{size}\n".encode())
@@ -157,7 +294,20 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
         sources=tuple(str(s) for s in specs),
         coco_ids=np.array(coco_ids, dtype=np.int64),
         fingerprint=h.hexdigest(),
+        offsets=np.array(member_offsets, dtype=np.int64),
     )
+
+
+def _require_utf8_names(root: Path, rels: Sequence[str]) -> None:
+    """Paths are stored and fingerprinted as UTF-8; a name that is not is named, not crashed on."""
+    for rel in rels:
+        try:
+            rel.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            shown = os.fsencode(root / rel).decode("utf-8", "backslashreplace")
+            raise DataSourceError(
+                f"{shown}: the file name is not valid UTF-8; rename the file (or leave it out)"
+            ) from exc
 
 
 def _size(path: str) -> int:

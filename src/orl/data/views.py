@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -11,13 +13,28 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from orl.data.decode import Decoded, UnusableImage, decode_image
+from orl.data.decode import Decoded, UnusableImage
 from orl.data.sampler import SampleKey
-from orl.data.sources import ImageList
+from orl.data.sources import DataSourceError, ImageList
 
 Transform = Callable[[Image.Image], torch.Tensor]
 MAX_REPLACEMENTS = 64
 Loaded = TypeVar("Loaded")
+
+# Replacements jump far (a run of corrupt files is often one folder); the stride is the first
+# number from this prime on that is coprime with the data-set size, so the attempts for one
+# index visit distinct images whatever the size (7919 itself cycles when it divides N).
+BASE_STRIDE = 7919
+
+
+@functools.cache
+def replacement_stride(n: int) -> int:
+    """The first stride >= BASE_STRIDE coprime with `n`: `index + k * stride (mod n)` visits n
+    distinct images for k = 0..n-1."""
+    stride = BASE_STRIDE
+    while math.gcd(stride, n) != 1:
+        stride += 1
+    return stride
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -93,12 +110,31 @@ class RobustImageDataset(Dataset[Sample], Generic[Loaded]):
     def load(self, index: int) -> Loaded:
         raise NotImplementedError
 
+    def require_usable(self) -> None:
+        """Decode images from the first on, as replacements would be tried, until one works:
+        a data set with nothing usable is a one-line DataSourceError before a run starts, not
+        a data-loader failure (one decode on a healthy data set)."""
+        n = len(self.images)
+        reasons = []
+        for attempt in range(min(MAX_REPLACEMENTS, n)):
+            i = (attempt * replacement_stride(n)) % n
+            try:
+                self.load(i)
+                return
+            except UnusableImage as exc:
+                reasons.append(f"{self.images.path(i)}: {exc}")
+        raise DataSourceError(
+            f"{', '.join(self.images.sources)}: none of the {len(reasons)} images tried can be "
+            f"decoded (first: {reasons[0]}); check the data set"
+        )
+
     def __getitem__(self, key: SampleKey) -> Sample:
         epoch, index = key
         n = len(self.images)
         skipped: list[tuple[str, str]] = []
-        for attempt in range(MAX_REPLACEMENTS):
-            i = (index + attempt * 7919) % n
+        stride = replacement_stride(n)
+        for attempt in range(min(MAX_REPLACEMENTS, n)):
+            i = (index + attempt * stride) % n
             try:
                 loaded = self.load(i)
             except UnusableImage as exc:
@@ -108,9 +144,9 @@ class RobustImageDataset(Dataset[Sample], Generic[Loaded]):
                 torch.manual_seed(sample_seed(self.seed, epoch, i))
                 views = self.make_views(i, loaded)
             return Sample(i, views, skipped, list(self.shipped))
-        raise RuntimeError(
-            f"{MAX_REPLACEMENTS} unusable images in a row near {self.images.path(index)}: "
-            "check the data set (see the skipped list)"
+        raise DataSourceError(
+            f"{self.images.path(index)} and the {len(skipped) - 1} images tried in its place are "
+            f"all unusable (last: {skipped[-1][1]}); check the data set"
         )
 
 
@@ -132,7 +168,7 @@ class TwoViewDataset(RobustImageDataset[Decoded]):
         self.extra_crops = list(extra_crops)
 
     def load(self, index: int) -> Decoded:
-        return decode_image(self.images.path(index), self.max_side)
+        return self.images.decode(index, self.max_side)
 
     def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
         image = decoded.image

@@ -49,14 +49,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    import_authors_json(args.in_json, resolve_sources(args.data), args.corr_dir)
+    import_authors_json(args.in_json, resolve_sources(args.data), args.corr_dir, args.force)
     print(f"wrote store {args.corr_dir}")
     return 0
 
 
 def _import_proposals(args: argparse.Namespace) -> int:
     images = resolve_sources(args.data)
-    raw = parse_authors_proposals(args.in_json, len(images))
+    raw = parse_authors_proposals(args.in_json, images)
     write_proposal_file(raw, images, args.out_dir)
     print(
         f"wrote {args.out_dir}; use it with: orl discover --set boxes=file "
@@ -103,6 +103,7 @@ def add_parsers(subparsers: SubParsers) -> None:
     i.add_argument("in_json", type=Path)
     _add_repeated_data(i)
     i.add_argument("corr_dir", type=Path)
+    i.add_argument("--force", action="store_true", help="replace a store already in corr_dir")
     i.set_defaults(func=_import)
     r = sub.add_parser("import-proposals", help="authors' raw proposals for `--set boxes=file`")
     r.add_argument("in_json", type=Path)

@@ -11,13 +11,17 @@ flags) so that export followed by import gives back the same store.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from orl.artifacts import atomic_open
+from orl.data.exif_boxes import image_frames, to_displayed, to_stored
 from orl.data.sources import ImageList
+from orl.discover.authors_json import AuthorsJsonError, read_authors_json
 from orl.discover.store import (
     CorrespondenceStore,
     StoreMismatch,
@@ -26,10 +30,6 @@ from orl.discover.store import (
 )
 
 _COMPUTED = ("format", "version", "num_images", "k", "total_boxes", "total_pairs")
-
-
-class AuthorsJsonError(ValueError):
-    """A correspondence JSON that does not fit; one line naming the file."""
 
 
 def _write_list(f: TextIO, key: str, rows: Any, last: bool = False) -> None:
@@ -41,7 +41,8 @@ def _write_list(f: TextIO, key: str, rows: Any, last: bool = False) -> None:
 
 
 def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path) -> None:
-    """Write `store` in the authors' schema to `out` (streamed, then renamed into place)."""
+    """Write `store` in the authors' schema to `out` (streamed, then renamed into place), boxes
+    in each photo's stored pixel frame as the authors' code reads them (`data/exif_boxes.py`)."""
     if images.fingerprint != store.fingerprint:
         raise StoreMismatch(f"{store.path}: the --data given is not the data set of this store")
     n, k = store.num_images, store.k
@@ -53,85 +54,66 @@ def export_authors_json(store: CorrespondenceStore, images: ImageList, out: Path
         }
     }
     ids = [int(c) if c >= 0 else i for i, c in enumerate(images.coco_ids.tolist())]
-    tmp = out.with_name(f".{out.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
+    frames = image_frames(images)  # the authors' boxes are in the stored frame, ours displayed
+
+    def boxes(i: int) -> Any:  # nested lists of ints
+        return to_stored(store.boxes(i), frames[i]).tolist()
+
+    def pairs(i: int, j: int) -> Any:
+        p, nb = store.pairs(i, j), int(store.neighbours(i)[j])
+        return np.concatenate(
+            [to_stored(p[:, :4], frames[i]), to_stored(p[:, 4:], frames[nb])], axis=1
+        ).tolist()
+
+    with atomic_open(out) as raw:
+        f = io.TextIOWrapper(raw, encoding="utf-8")
         f.write('{"info": ' + json.dumps(info) + ', "images": {')
         _write_list(f, "file_name", (images.relpath(i) for i in range(n)))
         _write_list(f, "id", ids, last=True)
         f.write('}, "pseudo_annotations": {')
         _write_list(f, "image_id", ids)
-        _write_list(f, "bbox", (store.boxes(i).tolist() for i in range(n)))
+        _write_list(f, "bbox", (boxes(i) for i in range(n)))
         _write_list(f, "knn_image_id", (store.neighbours(i).tolist() for i in range(n)))
-        pairs = ([store.pairs(i, j).tolist() for j in range(k)] for i in range(n))
-        _write_list(f, "knn_bbox_pair", pairs)
+        _write_list(f, "knn_bbox_pair", ([pairs(i, j) for j in range(k)] for i in range(n)))
         sims = ([store.pair_sims(i, j).tolist() for j in range(k)] for i in range(n))
         _write_list(f, "knn_bbox_pair_sim", sims, last=True)
         f.write("}}\n")
-    tmp.replace(out)
+        f.detach()  # flushes; atomic_open then syncs, closes and renames the file
 
 
-def _index_of(boxes: np.ndarray) -> dict[tuple[int, ...], int]:
-    index: dict[tuple[int, ...], int] = {}
-    for b, box in enumerate(boxes.tolist()):
-        index.setdefault(tuple(box), b)
-    return index
+def import_authors_json(src: Path, images: ImageList, out: Path, force: bool = False) -> None:
+    """Build a store from an authors' JSON; its file names must be this data set's, in order.
+    Its boxes are in each photo's stored pixel frame and become displayed-frame boxes.
 
-
-def import_authors_json(src: Path, images: ImageList, out: Path) -> None:
-    """Build a store from an authors' JSON; its file names must be this data set's, in order."""
-    try:
-        with src.open(encoding="utf-8") as f:
-            doc = json.load(f)
-        names = doc["images"]["file_name"]
-        ann = doc["pseudo_annotations"]
-        per_boxes, knn, pairs = ann["bbox"], ann["knn_image_id"], ann["knn_bbox_pair"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise AuthorsJsonError(f"{src}: not an authors' correspondence JSON ({exc})") from exc
-    relpaths = [images.relpath(i) for i in range(len(images))]
-    if list(names) != relpaths:
-        raise StoreMismatch(
-            f"{src}: its file names are not the --data images in order; pass the data set "
-            "(same files, same order) it was made for"
-        )
-    boxes = [np.asarray(b, np.int64).reshape(-1, 4) for b in per_boxes]
-    neighbours = np.asarray(knn, np.int64)
-    k = neighbours.shape[1]
-    lookups = [_index_of(b) for b in boxes]
-    index: list[np.ndarray] = []
-    for q in range(len(boxes)):
-        for j in range(k):
-            rows = np.asarray(pairs[q][j], np.int64).reshape(-1, 8)
-            nb = int(neighbours[q, j])
-            try:
-                idx = [(lookups[q][tuple(r[:4])], lookups[nb][tuple(r[4:])]) for r in rows.tolist()]
-            except KeyError as exc:
-                raise AuthorsJsonError(
-                    f"{src}: pair box {list(exc.args[0])} of image {q} is not in the bbox lists"
-                ) from exc
-            index.append(np.asarray(idx, np.int64).reshape(-1, 2))
-    sim_rows = ann.get("knn_bbox_pair_sim")
-    sims = (
-        np.concatenate([np.asarray(s, np.float32) for row in sim_rows for s in row])
-        if sim_rows is not None
-        else np.full(sum(len(i) for i in index), np.nan, np.float32)
-    )
-    orl = doc.get("info", {}).get("orl", {})
-    flags = np.zeros(len(boxes), np.uint8)
-    for i, v in orl.get("flags", {}).items():
-        flags[int(i)] = v
-    meta = {"fingerprint": images.fingerprint, **orl.get("meta", {})}
-    meta["fingerprint"] = images.fingerprint
+    An existing store in `out` is replaced only with `force`; the file is read and checked whole
+    (streamed) before anything is written.
+    """
+    refuse_existing_store(out, force)
+    corr = read_authors_json(src, images)
+    frames = image_frames(images)
+    displayed = [to_displayed(b, frame) for b, frame in zip(corr.boxes, frames, strict=True)]
     try:
         write_store_arrays(
             out,
-            boxes=np.concatenate(boxes),
-            box_offsets=offsets_of([len(b) for b in boxes]),
-            neighbours=neighbours,
-            pair_index=np.concatenate(index),
-            pair_offsets=offsets_of([len(i) for i in index]),
-            pair_sims=sims,
-            flags=flags,
-            meta=meta,
+            boxes=np.concatenate(displayed),
+            box_offsets=offsets_of([len(b) for b in corr.boxes]),
+            neighbours=corr.neighbours,
+            pair_index=corr.pair_index,
+            pair_offsets=offsets_of(corr.pair_counts),
+            pair_sims=corr.pair_sims,
+            flags=corr.flags,
+            meta={**corr.meta, "fingerprint": images.fingerprint},
         )
     except ValueError as exc:
         raise AuthorsJsonError(f"{src}: {exc}") from exc
+
+
+def refuse_existing_store(out: Path, force: bool) -> None:
+    """A one-line error unless `out` is a new or empty folder (or `force` says replace it)."""
+    if out.exists() and not out.is_dir():
+        raise AuthorsJsonError(f"{out}: is a file; pass a folder for the store")
+    if not force and out.is_dir() and any(out.iterdir()):
+        raise AuthorsJsonError(
+            f"{out}: already holds files (a correspondence store?); pass --force to replace "
+            "them, or choose a new folder"
+        )

@@ -23,8 +23,9 @@ import cv2
 import numpy as np
 
 from orl.artifacts import atomic_save_npy, atomic_write_bytes
-from orl.data.decode import UnusableImage, decode_image
-from orl.data.sources import ImageList, split_coco_spec
+from orl.data.decode import UnusableImage
+from orl.data.exif_boxes import image_frames, to_displayed
+from orl.data.sources import ImageList, decode_at, split_coco_spec
 from orl.discover.store import offsets_of
 
 _LIBC = ctypes.CDLL(None)
@@ -36,10 +37,12 @@ class ProposalFileError(ValueError):
 
 @dataclass(frozen=True)
 class SearchTask:
-    path: str
+    path: str  # the image file, or the shard holding it (`offset` >= 0)
     seed: int
     mode: str
     max_side: int
+    offset: int = -1
+    size: int = 0
 
 
 def image_seed(relpath: str, base_seed: int) -> int:
@@ -52,7 +55,7 @@ def selective_search(task: SearchTask) -> np.ndarray:
 
     Raises UnusableImage for files the decoder refuses.
     """
-    decoded = decode_image(task.path, max_side=task.max_side or None)
+    decoded = decode_at(task.path, task.offset, task.size, max_side=task.max_side or None)
     img, frame = decoded.image, decoded.frame
     bgr = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
     cv2.setNumThreads(1)  # the seeded rand() sequence must be consumed by one thread only
@@ -148,16 +151,21 @@ def read_proposal_file(folder: Path, images: ImageList) -> list[np.ndarray]:
     return [flat[off[i] : off[i + 1]] for i in range(len(images))]
 
 
-def parse_authors_proposals(path: Path, num_images: int) -> list[np.ndarray]:
-    """The authors' raw proposals JSON `{"bbox": [[[x, y, w, h], ...] per image]}`."""
+def parse_authors_proposals(path: Path, images: ImageList) -> list[np.ndarray]:
+    """The authors' raw proposals JSON `{"bbox": [[[x, y, w, h], ...] per image]}`, boxes moved
+    from each photo's stored pixel frame to the displayed one (`data/exif_boxes.py`)."""
     try:
         with path.open(encoding="utf-8") as f:
             per_image = json.load(f)["bbox"]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ProposalFileError(f"{path}: not an authors' proposal file ({exc})") from exc
-    if len(per_image) != num_images:
+    if len(per_image) != len(images):
         raise ProposalFileError(
-            f"{path}: has {len(per_image)} images but the data set has {num_images}; "
+            f"{path}: has {len(per_image)} images but the data set has {len(images)}; "
             "pass the --data it was made for, in the same order"
         )
-    return [np.round(np.asarray(b, np.float64)).reshape(-1, 4).astype(np.int32) for b in per_image]
+    frames = image_frames(images)
+    return [
+        to_displayed(np.round(np.asarray(b, np.float64)).reshape(-1, 4), frame).astype(np.int32)
+        for b, frame in zip(per_image, frames, strict=True)
+    ]

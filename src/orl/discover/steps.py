@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from orl.artifacts import atomic_save_npy
 from orl.config import settings_key
-from orl.data.decode import UnusableImage, decode_image, load_rgb, oriented_size
+from orl.data.decode import UnusableImage, oriented_size
 from orl.data.encoded import decode_images, load_encoded
 from orl.data.sources import ImageList
 from orl.discover.config import DiscoverConfig
@@ -81,6 +81,8 @@ def proposals_step(ctx: Context, workers: int) -> int:
             image_seed(ctx.images.relpath(i), ctx.cfg.ss_seed),
             ctx.cfg.ss_mode,
             ctx.cfg.ss_max_side,
+            ctx.images.offset(i),
+            int(ctx.images.sizes[i]),
         )
         for s in todo
         for i in ctx.shards.range(s)
@@ -110,14 +112,14 @@ def cached_proposals(ctx: Context) -> RawSource:
     return read
 
 
-def _decode(path: str) -> tuple[object | None, tuple[int, int]]:
+def _decode(images: ImageList, i: int) -> tuple[object | None, tuple[int, int]]:
     """(image or None when undecodable, original size; (1, 1) when even the header is bad)."""
     try:
-        decoded = decode_image(path)
+        decoded = images.decode(i)
         return decoded.image, decoded.frame
     except (UnusableImage, OSError, SyntaxError, ValueError):
         try:
-            return None, oriented_size(path)
+            return None, oriented_size(images.source(i))
         except Exception:  # any header failure: the image is skipped either way
             return None, (1, 1)
 
@@ -139,7 +141,7 @@ def image_embed_step(ctx: Context, encoder: Encoder) -> None:
             for batch in _batches(list(range(len(ids))), ctx.cfg.batch_size):
                 crops, rows = [], []
                 for j in batch:
-                    img, frames[j] = _decode(ctx.images.path(ids[j]))
+                    img, frames[j] = _decode(ctx.images, ids[j])
                     if img is not None:
                         crops.append(centre_crop(img, ctx.cfg.knn_resize, ctx.cfg.knn_crop))  # type: ignore[arg-type]
                         rows.append(j)
@@ -213,8 +215,8 @@ def _roi_images(
     """The images of `ids` (None where unusable): PIL images, or with `roi_backend: gpu` in warp
     mode (3, H, W) uint8 tensors decoded on the device in one batch."""
     if ctx.cfg.roi_backend == "pil" or ctx.cfg.roi_mode != "warp":
-        return [load_rgb(ctx.images.path(i)) if usable[i] else None for i in ids]
-    encoded = [load_encoded(ctx.images.path(i), None) for i in ids if usable[i]]
+        return [ctx.images.decode(i).image if usable[i] else None for i in ids]
+    encoded = [load_encoded(ctx.images, i, None) for i in ids if usable[i]]
     decoded = iter(decode_images(encoded, ctx.device, []) if encoded else [])
     return [next(decoded) if usable[i] else None for i in ids]
 

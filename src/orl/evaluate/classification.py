@@ -23,31 +23,73 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision import datasets, transforms
 
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
-from orl.checkpoint import atomic_save
+from orl.checkpoint import atomic_save, safe_torch_load
 from orl.distributed import DistInfo, all_reduce_mean, barrier
-from orl.evaluate.inputs import EvalInputError, require_dir
+from orl.evaluate.inputs import EvalInputError, read_image, require_dir
+
+# AlexNet's PCA colour noise on ImageNet (Krizhevsky et al. 2012; fb.resnet.torch's values, as the
+# authors' linear benchmark): eigenvalues and eigenvectors (columns) of the RGB covariance of
+# [0, 1] pixels.
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
 
 
-def train_transform(crop: int = 224) -> Callable[[Image.Image], torch.Tensor]:
-    """Training input of both protocols: random-resized crop and horizontal flip."""
-    pipeline: Callable[[Image.Image], torch.Tensor] = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(crop),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        ]
-    )
+class Lighting:
+    """AlexNet-style lighting noise on a [0, 1] CHW tensor: add `eigvec @ (alpha * eigval)` to
+    every pixel, alpha ~ N(0, alphastd^2) per image and per component (torch's RNG)."""
+
+    def __init__(self, alphastd: float = 0.1) -> None:
+        self.alphastd = alphastd
+        self.eigval = torch.tensor(IMAGENET_EIGVAL)
+        self.eigvec = torch.tensor(IMAGENET_EIGVEC)
+
+    def __call__(self, img: torch.Tensor) -> torch.Tensor:
+        if self.alphastd == 0:
+            return img
+        alpha = torch.randn(3) * self.alphastd
+        rgb = self.eigvec.to(img.dtype) @ (alpha * self.eigval).to(img.dtype)
+        return img + rgb.view(3, 1, 1)
+
+
+def train_transform(crop: int = 224, colour: bool = False) -> Callable[[Image.Image], torch.Tensor]:
+    """Training input: random-resized crop and horizontal flip; with `colour` also the authors'
+    linear-probe colour augmentation, ColorJitter(0.4, 0.4, 0.4, 0) and `Lighting(0.1)` (their
+    ImageNet linear benchmark, appendix B)."""
+    steps: list[Callable[..., Any]] = [
+        transforms.RandomResizedCrop(crop),
+        transforms.RandomHorizontalFlip(),
+    ]
+    if colour:
+        steps.append(transforms.ColorJitter(0.4, 0.4, 0.4, 0.0))
+    steps.append(transforms.ToTensor())
+    if colour:
+        steps.append(Lighting(0.1))
+    steps.append(transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD))
+    pipeline: Callable[[Image.Image], torch.Tensor] = transforms.Compose(steps)
     return pipeline
+
+
+def with_sync_bn(module: nn.Module, dist: DistInfo, enabled: bool) -> nn.Module:
+    """`module` with SyncBatchNorm under multi-GPU DDP when `enabled` (the authors' setting for
+    both protocols); unchanged in one process or on CPUs, where PyTorch's SyncBN does not run."""
+    if enabled and dist.world_size > 1 and dist.device.type == "cuda":
+        synced: nn.Module = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return synced
+    return module
 
 
 def image_folder(
     root: Path, transform: Callable[[Image.Image], torch.Tensor]
 ) -> datasets.ImageFolder:
-    """An ImageFolder (one sub-folder per class), or a one-line EvalInputError."""
+    """An ImageFolder (one sub-folder per class) whose images load through `read_image`, or a
+    one-line EvalInputError."""
     require_dir(root, "an ImageFolder: one sub-folder of images per class")
     try:
-        return datasets.ImageFolder(str(root), transform=transform)
+        return datasets.ImageFolder(str(root), transform=transform, loader=read_image)
     except (FileNotFoundError, RuntimeError) as exc:
         raise EvalInputError(
             f"{root}: not an ImageFolder ({exc}); one sub-folder per class"
@@ -119,10 +161,11 @@ def save_run_state(state: StateFile, variables: dict[str, Any]) -> None:
 
 def load_run_state(state: StateFile) -> dict[str, Any]:
     """The variables `save_run_state` wrote, refused with one line if another run wrote them
-    (weights_only: no pickled code is run)."""
+    or if the file holds anything but tensors and plain data (`safe_torch_load`)."""
     if not state.path.is_file():
         raise EvalInputError(f"{state.path}: nothing to resume from; drop --resume to start afresh")
-    saved: dict[str, Any] = torch.load(state.path, map_location="cpu", weights_only=True)
+    loaded = safe_torch_load(state.path)
+    saved: dict[str, Any] = loaded if isinstance(loaded, dict) else {}
     stamp = saved.get("stamp")
     if not isinstance(stamp, dict):
         stamp = {}

@@ -1,4 +1,4 @@
-"""`orl eval {voc07,voc07-lowshot,linear,semi,knn,scenes,supervised,corr}`, `orl export`: parsing
+"""`orl eval {voc07,voc07-lowshot,linear,semi,knn,scenes,corr}`, `orl export`: parsing
 and wiring.
 
 No protocol logic lives here; each handler resolves inputs, calls one protocol function, prints its
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from orl.artifacts import atomic_write_text
-from orl.config import add_set_option, load_config, override, to_dict
+from orl.config import add_set_option, override, to_dict
 from orl.distributed import cleanup, init_distributed
 from orl.evaluate.classification import StateFile, image_folder, state_path, train_transform
 from orl.evaluate.corr_quality import format_corr_quality, score_correspondences
@@ -32,25 +32,22 @@ from orl.evaluate.features import (
     parse_layers,
     svm_transform,
 )
-from orl.evaluate.inputs import EvalInputError, load_weights, random_weights, require_dir
+from orl.evaluate.inputs import EvalInputError, load_weights, random_weights
 from orl.evaluate.knn import knn_scores, topk_accuracy
-from orl.evaluate.linear import PRESET_EPOCHS, linear_config, train_linear
+from orl.evaluate.linear import (
+    PRESET_EPOCHS,
+    linear_config,
+    linear_train_transform,
+    train_linear,
+)
 from orl.evaluate.lowshot import N_SAMPLES, SHOTS, evaluate_lowshot, format_lowshot
 from orl.evaluate.model_card import read_results, training_facts
 from orl.evaluate.scenes import evaluate_scenes, format_scenes
 from orl.evaluate.semi import PRESET_WEIGHT_DECAY, finetune, semi_config, subset_indices
-from orl.evaluate.supervised import (
-    AUGMENTS,
-    TARGETS,
-    check_output,
-    save_supervised,
-    train_supervised,
-)
 from orl.evaluate.svm import COSTS
 from orl.evaluate.voc07 import SplitFeatures, evaluate_voc07, format_voc07, voc2007_root
 from orl.models.backbone import build_backbone
 from orl.models.pretrained import Pretrained
-from orl.train.config import PretrainConfig
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -164,7 +161,7 @@ def run_linear(args: argparse.Namespace) -> int:
     parse_layers(",".join(cfg.layers))
     dist = init_distributed(args.device)
     weights = load_weights(args.checkpoint, args.seed)
-    train, val = _folders(args, train_transform(), center_crop_transform())
+    train, val = _folders(args, linear_train_transform(cfg), center_crop_transform())
     state = _state_file(args, weights, cfg)
     report = train_linear(
         weights.build_backbone(), train, val, len(train.classes), cfg, dist, state, args.resume
@@ -257,23 +254,6 @@ def run_scenes(args: argparse.Namespace) -> int:
     return _finish(report, format_scenes(report), args.out)
 
 
-def run_supervised(args: argparse.Namespace) -> int:
-    cfg = load_config(PretrainConfig, Path(args.config), args.set)
-    out = Path(args.out)
-    check_output(out, args.force)
-    backbone, summary = train_supervised(
-        cfg, require_dir(Path(args.scenes), "a folder written by `orl scenes DIR`"), args.target,
-        args.augment, args.epochs, args.crop_size,
-    )  # fmt: skip
-    weights = save_supervised(backbone, summary, out)
-    print(
-        f"supervised {args.target}: training score {100 * summary['train_score']:.1f} "
-        f"(chance {100 * summary['train_chance']:.1f}), {summary['steps']} steps, final loss "
-        f"{summary['final_loss']:.4f} -> {weights}"
-    )
-    return 0
-
-
 def run_corr(args: argparse.Namespace) -> int:
     report = score_correspondences(Path(args.corr), Path(args.scenes), args.split, args.seed)
     return _finish(report, format_corr_quality(report), args.out)
@@ -297,7 +277,10 @@ def run_export(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+        "--checkpoint",
+        required=True,
+        help="orl checkpoint, torchvision/timm state dict, safetensors file or folder, "
+        "Detectron2 .pkl, or random:ARCH",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
@@ -322,7 +305,7 @@ def _sgd_options(p: argparse.ArgumentParser, example: str) -> None:
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register `eval` (voc07, voc07-lowshot, linear, semi, knn, scenes, supervised, corr) and
+    """Register `eval` (voc07, voc07-lowshot, linear, semi, knn, scenes, corr) and
     `export`."""
     ev = subparsers.add_parser("eval", help="transfer protocols of the paper (sec. 4.1)")
     sub = ev.add_subparsers(dest="eval_command", required=True)
@@ -399,18 +382,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "--costs", default=None, help="comma list of SVM costs (default: the benchmark's 19)"
     )
 
-    p = sub.add_parser("supervised", help="scene benchmark's ceiling: the preset's net with labels")
-    p.add_argument("--config", required=True, help="pre-training preset (net, optimizer, epochs)")
-    p.add_argument("--scenes", required=True, help="folder written by `orl scenes DIR`")
-    p.add_argument("--target", choices=TARGETS, required=True)
-    p.add_argument("--out", required=True, help="folder for backbone.pth and summary.json")
-    p.add_argument("--augment", choices=AUGMENTS, default="crop_flip")
-    p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    p.add_argument("--crop-size", type=int, default=None, help="default: augment.patch_size")
-    p.add_argument("--set", action="append", default=[], help="preset override, e.g. seed=1")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
-    p.set_defaults(func=run_supervised)
-
     p = sub.add_parser("corr", help="stage-2 store against the scene ground truth")
     p.add_argument("--corr", required=True, help="CORR_DIR written by `orl discover`")
     p.add_argument("--scenes", required=True, help="folder written by `orl scenes DIR`")
@@ -423,7 +394,10 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
         "export", help="backbone for torchvision, timm, Detectron2, or a Hugging Face folder"
     )
     p.add_argument(
-        "--checkpoint", required=True, help="orl checkpoint, torchvision state dict, or random:ARCH"
+        "--checkpoint",
+        required=True,
+        help="orl checkpoint, torchvision/timm state dict, safetensors file or folder, "
+        "Detectron2 .pkl, or random:ARCH",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of random:ARCH weights")
     p.add_argument("--format", choices=FORMATS, required=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torchvision
 
 from orl.artifacts import atomic_open, atomic_write_bytes, atomic_write_text
 from orl.checkpoint import atomic_save
+from orl.evaluate.detectron2 import detectron2_key
 from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.model_card import TrainingFacts, model_card
 from orl.models.backbone import build_backbone
@@ -49,15 +49,6 @@ def torchvision_state_dict(weights: Pretrained, fc_seed: int = 0) -> dict[str, t
         raise ValueError(f"backbone weights lack {len(missing)} keys, e.g. {missing[0]}")
     state.update({k: v.detach().clone() for k, v in weights.backbone.items()})
     return state
-
-
-def detectron2_key(key: str) -> str:
-    """Rename one torchvision ResNet key the way Detectron2's conversion script does."""
-    if not key.startswith("layer"):
-        key = "stem." + key
-    key = re.sub(r"layer(\d)", lambda m: f"res{int(m.group(1)) + 1}", key)
-    key = re.sub(r"bn(\d)", r"conv\1.norm", key)
-    return key.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
 
 
 def detectron2_checkpoint(weights: Pretrained) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from torchvision import transforms
 
 from orl.artifacts import atomic_save_npy
 from orl.augment import IMAGENET_MEAN, IMAGENET_STD
-from orl.evaluate.inputs import EvalInputError
+from orl.evaluate.inputs import EvalInputError, read_image
 from orl.models.backbone import stage_features
 from orl.progress import progress
 
@@ -55,6 +55,9 @@ POOLS: dict[str, Pool] = {
     "avgpool": Pool("layer4", None),
 }
 SVM_LAYERS = ("feat1", "feat2", "feat3", "feat4", "feat5")
+# How images are decoded is part of a cached feature's identity: features cached when images were
+# opened without the EXIF orientation are not reused.
+DECODING = "read_image"
 
 
 def parse_layers(text: str, allowed: Sequence[str] = SVM_LAYERS) -> list[str]:
@@ -110,7 +113,7 @@ def center_crop_transform(
 
 
 class ImageList(Dataset[tuple[torch.Tensor, int]]):
-    """Images from a list of paths, decoded to RGB; yields (tensor, index)."""
+    """Images from a list of paths, decoded to RGB (`read_image`); yields (tensor, index)."""
 
     def __init__(self, paths: Sequence[Path], transform: Callable[[Image.Image], torch.Tensor]):
         self.paths = list(paths)
@@ -120,8 +123,7 @@ class ImageList(Dataset[tuple[torch.Tensor, int]]):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        with Image.open(self.paths[i]) as img:
-            return self.transform(img.convert("RGB")), i
+        return self.transform(read_image(self.paths[i])), i
 
 
 @torch.no_grad()
@@ -154,7 +156,7 @@ def extract_features(
 def cache_key(weights_id: str, dataset_id: str, layer: str, paths: Sequence[Path], how: str) -> str:
     """Hex key of one cached feature matrix: checkpoint, data set, depth, image list, transform."""
     images = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()
-    blob = json.dumps([weights_id, dataset_id, layer, images, how])
+    blob = json.dumps([weights_id, dataset_id, layer, images, how, DECODING])
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 

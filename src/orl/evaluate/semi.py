@@ -3,7 +3,8 @@
 Appendix B: SGD momentum 0.9, batch 256 (split over ranks), 20 epochs, backbone lr 0.01 and
 classifier lr 1.0 (x100), both x0.2 at epochs 12 and 16, weight decay 0 (1%) or 1e-4 (10%).
 The subsets are SimCLR's lists (one training file name per line, e.g. `n01440764_10026.JPEG`).
-With fewer epochs the decays stay at 60% and 80% of training.
+With fewer epochs the decays stay at 60% and 80% of training. Under multi-GPU DDP the backbone's
+BN is synchronised (SyncBatchNorm, the authors' configs); `sync_bn: false` keeps per-GPU BN.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from orl.evaluate.classification import (
     topk_correct,
     train_epochs,
     train_loader,
+    with_sync_bn,
 )
 from orl.evaluate.inputs import EvalInputError
 
@@ -46,6 +48,7 @@ class SemiConfig:
     weight_decay: float = 0.0
     decay_at: tuple[float, ...] = (0.6, 0.8)  # fractions of training: epochs 12 and 16 of 20
     gamma: float = 0.2
+    sync_bn: bool = True  # SyncBatchNorm under multi-GPU DDP, as the authors
     workers: int = 8
     seed: int = 0
 
@@ -102,7 +105,9 @@ def finetune(
 ) -> dict[str, Any]:
     """Fine-tune on the labelled subset, then top-1 / top-5 on the validation set."""
     torch.manual_seed(cfg.seed)
-    net = FineTuneNet(backbone, width, num_classes).to(dist.device)
+    net = FineTuneNet(backbone, width, num_classes)
+    with_sync_bn(net, dist, cfg.sync_bn)  # converts the backbone's BN in place
+    net = net.to(dist.device)
     head_lr = cfg.backbone_lr * cfg.head_lr_scale
     opt = torch.optim.SGD(
         [

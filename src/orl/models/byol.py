@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from orl.models.backbone import build_backbone
-from orl.models.heads import mlp_head, projection_head
+from orl.models.backbone import Init, build_backbone
+from orl.models.heads import initialised, mlp_head, projection_head
 
 
 class Encoder(nn.Module):
@@ -17,16 +17,21 @@ class Encoder(nn.Module):
 
     `method` picks the projector's shape (BYOL's by default; SimCLR's or MoCo v2's for those
     stage-1 methods), so every method's checkpoint names its weights `encoder.backbone.*` and
-    `encoder.projector.*`.
+    `encoder.projector.*`. `init` draws the fresh weights (`models/backbone.py: Init`).
     """
 
     def __init__(
-        self, arch: str, proj_hidden: int = 4096, proj_dim: int = 256, method: str = "byol"
+        self,
+        arch: str,
+        proj_hidden: int = 4096,
+        proj_dim: int = 256,
+        method: str = "byol",
+        init: Init = "torchvision",
     ) -> None:
         super().__init__()
-        self.backbone, self.feat_dim = build_backbone(arch)
+        self.backbone, self.feat_dim = build_backbone(arch, init=init)
         self.proj_dim = proj_dim
-        self.projector = projection_head(method, self.feat_dim, proj_hidden, proj_dim)
+        self.projector = projection_head(method, self.feat_dim, proj_hidden, proj_dim, init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.projector(self.backbone(x))  # type: ignore[no-any-return]
@@ -43,11 +48,19 @@ class OnlineNetwork(nn.Module):
     authors' BYOL and ORL (the two global views are not concatenated).
     """
 
-    def __init__(self, encoder: Encoder, branches: Sequence[str], pred_hidden: int = 4096) -> None:
+    def __init__(
+        self,
+        encoder: Encoder,
+        branches: Sequence[str],
+        pred_hidden: int = 4096,
+        init: Init = "torchvision",
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         dim = encoder.proj_dim
-        self.predictors = nn.ModuleDict({b: mlp_head(dim, pred_hidden, dim) for b in branches})
+        self.predictors = nn.ModuleDict(
+            {b: initialised(mlp_head(dim, pred_hidden, dim), init) for b in branches}
+        )
 
     def forward(self, views: Views) -> dict[str, list[torch.Tensor]]:
         return {

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from orl.models.backbone import Init, authors_init
+
 
 def mlp_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     """BYOL: Linear(in, hidden, bias) -> BN -> ReLU -> Linear(hidden, out, no bias).
@@ -49,10 +51,23 @@ def mocov2_head(in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
     )
 
 
-def projection_head(method: str, in_dim: int, hidden_dim: int, out_dim: int) -> nn.Sequential:
+def projection_head(
+    method: str, in_dim: int, hidden_dim: int, out_dim: int, init: Init = "torchvision"
+) -> nn.Sequential:
     """The projector of training method `method`; ORL and multi-crop BYOL use BYOL's."""
     if method == "simclr":
-        return simclr_head(in_dim, hidden_dim, out_dim)
-    if method == "mocov2":
-        return mocov2_head(in_dim, hidden_dim, out_dim)
-    return mlp_head(in_dim, hidden_dim, out_dim)
+        head = simclr_head(in_dim, hidden_dim, out_dim)
+    elif method == "mocov2":
+        head = mocov2_head(in_dim, hidden_dim, out_dim)
+    else:
+        head = mlp_head(in_dim, hidden_dim, out_dim)
+    return initialised(head, init)
+
+
+def initialised(head: nn.Sequential, init: Init) -> nn.Sequential:
+    """`head` as drawn by `init`: "torchvision" keeps PyTorch's defaults (Kaiming-uniform
+    weights with a = sqrt(5), uniform biases); "authors" draws every Linear Kaiming-normal with
+    fan_in and a zero bias (OpenSelfSup's `init_linear="kaiming"`), norm layers 1 and 0."""
+    if init == "authors":
+        authors_init(head, (nn.Linear,))
+    return head

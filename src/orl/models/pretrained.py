@@ -5,7 +5,8 @@ A checkpoint written by `orl pretrain` holds the online network's state under `o
 `predictors.<branch>.*`; every stage-1 method (BYOL, SimCLR, MoCo v2) names its backbone and
 projection head alike, and the head's shape follows the checkpoint's `method`. The authors evaluate
 the online backbone (MoCo's query encoder); so do we. The evaluations also take torchvision state
-dicts and random initialisations (`evaluate/inputs.py`), as the same `Pretrained` without a head.
+dicts, timm, safetensors and Detectron2 weights and random initialisations
+(`evaluate/inputs.py`), as the same `Pretrained` without a head.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ class Pretrained:
 
     arch: str
     backbone: dict[str, torch.Tensor]  # torchvision ResNet keys without `fc`
-    identity: str  # caches and reports: orl:<sha256>, torchvision:<sha256>, random:<arch>:seed<n>
+    # caches and reports: orl:<sha256>, torchvision:<sha256> (also timm state dicts),
+    # safetensors:<sha256>, detectron2:<sha256>, random:<arch>:seed<n>
+    identity: str
     method: str = "byol"  # the training method; picks the projection head's shape
     projector: dict[str, torch.Tensor] = field(default_factory=dict)  # empty: no head
     proj_hidden: int = 0

@@ -77,7 +77,7 @@ def run_stage(
         work()
     except Exception as exc:
         if main:
-            (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+            atomic_write_text(traceback.format_exc(), folder / ERROR_FILE)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise StageFailed(
             f"{name} failed ({type(exc).__name__}: {first}); details in {folder / ERROR_FILE}; "

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orl.augment import AugmentConfig
-from orl.models.backbone import ARCHS
+from orl.evaluate.monitor import MonitorConfig
+from orl.models.backbone import ARCHS, Init
 
 Method = Literal["byol", "orl", "byol_multicrop", "simclr", "mocov2"]
 
@@ -42,6 +43,9 @@ class ModelConfig:
     tau_end: float | None = None
     sync_bn: bool = True  # SyncBatchNorm when training on several GPUs (the authors' setting)
     bn_splits: int = 1  # >1: BN statistics per 1/bn_splits of the batch, as N un-synced devices
+    # Fresh weights: "authors" = Kaiming-normal fan_in convolutions and head Linears with zero
+    # bias (the authors' code, the paper presets); "torchvision" = torchvision's and PyTorch's.
+    init: Init = "torchvision"
     # BYOL family: both views of a branch in one forward (fewer, larger kernels) with BN still
     # normalising each view on its own (models/split_bn.py); needs sync_bn: false
     concat_views: bool = False
@@ -78,6 +82,34 @@ class ORLConfig:
                 "'orl.image_weight', 'orl.intra_weight', 'orl.inter_weight' must not be negative "
                 "and at least one must be positive"
             )
+        for name in ("area", "aspect"):  # both are sampled on a log or ratio scale
+            lo, hi = getattr(self, f"jitter_{name}_min"), getattr(self, f"jitter_{name}_max")
+            if not 0 < lo <= hi:
+                raise ValueError(
+                    f"'orl.jitter_{name}_min' and 'orl.jitter_{name}_max' must satisfy "
+                    f"0 < min <= max, got {lo} and {hi}"
+                )
+        if self.jitter_shift < 0:
+            raise ValueError("'orl.jitter_shift' must not be negative")
+        if not 0 <= self.jitter_min_iou < 1:
+            raise ValueError("'orl.jitter_min_iou' must lie in [0, 1)")
+        if self.jitter_attempts < 1:
+            raise ValueError("'orl.jitter_attempts' must be at least 1")
+
+
+@dataclass(frozen=True)
+class WandbConfig:
+    """A Weights & Biases run to mirror the metrics into (`pip install 'orl[wandb]'`)."""
+
+    project: str
+    entity: str | None = None  # a team; None: the user's default entity
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Where metrics go besides metrics.jsonl and TensorBoard (always written)."""
+
+    wandb: WandbConfig | None = None  # off by default
 
 
 @dataclass(frozen=True)
@@ -106,10 +138,16 @@ class PretrainConfig:
     max_side: int | None = None  # decode images at most this large (None: full resolution)
     init_from: str | None = None  # start from a checkpoint's online/target weights
     log_every: int = 10
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)  # online kNN; off by default
     save_every_epochs: int = 10
     save_every_steps: int = 0
 
     def __post_init__(self) -> None:
+        if not self.data or not all(str(d).strip() for d in self.data):
+            raise ValueError(
+                "'data' is empty: set it to an image folder, a .txt image list or a COCO json"
+            )
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch '{self.arch}': choose one of {', '.join(ARCHS)}")
         for name in ("epochs", "batch_size", "log_every"):

@@ -1,11 +1,13 @@
-"""What a run writes as it goes (metrics.jsonl, TensorBoard events, the progress bar), the
-throughput meter, and the readers of metrics.jsonl."""
+"""What a run writes as it goes (metrics.jsonl, TensorBoard events, optionally a Weights & Biases
+run, the progress bar), the throughput meter, and the readers of metrics.jsonl."""
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,13 @@ from tqdm import tqdm
 
 from orl import distributed
 from orl.artifacts import atomic_write_text
+from orl.config import ConfigError
+from orl.train.config import WandbConfig
 
 METRICS_FILE = "metrics.jsonl"
+WANDB_ID_FILE = "wandb_run_id"  # the W&B run a resumed or requeued process continues
+WANDB_ID_MAX = 64
+WANDB_ID = re.compile(rf"[A-Za-z0-9_-]{{1,{WANDB_ID_MAX}}}")
 
 
 class RunLog:
@@ -23,19 +30,31 @@ class RunLog:
     their means since the last line, averaged over ranks, plus TensorBoard scalars.
 
     Only rank 0 (with a run folder) writes; every rank must call `write` (it averages over ranks).
+    With `wandb`, rank 0 also mirrors every line into a Weights & Biases run (`start_wandb`).
     """
 
-    def __init__(self, run_dir: Path | None, enabled: bool, total: int, initial: int) -> None:
+    def __init__(
+        self,
+        run_dir: Path | None,
+        enabled: bool,
+        total: int,
+        initial: int,
+        wandb: WandbConfig | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> None:
         self.enabled = enabled
         self.total = total
         self.window: list[list[float]] = []  # per step: total loss, then each branch's term
         self.metrics = None
         self.tb: Any = None
+        self.wandb: Any = None
         if enabled and run_dir is not None:
             self.metrics = (run_dir / METRICS_FILE).open("a", encoding="utf-8")
             from torch.utils.tensorboard import SummaryWriter
 
             self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=initial)
+            if wandb is not None:
+                self.wandb = start_wandb(wandb, run_dir, config or {})
         self.bar = tqdm(
             total=total,
             initial=initial,
@@ -72,7 +91,14 @@ class RunLog:
             self._write(record, {"loss": f"{stats[0]:.4f}", **show})
         return float(stats[0])
 
-    def _write(self, record: dict[str, Any], show: dict[str, str]) -> None:
+    def write_monitor(self, step: int, epoch: float, values: dict[str, float]) -> None:
+        """One line of the online kNN monitor (`knn_*`, no loss), TensorBoard `monitor/*`."""
+        if self.enabled:
+            record = {"step": step, "epoch": epoch, **values}
+            show = {k.removeprefix("knn_"): f"{v:.3f}" for k, v in values.items() if "top1" in k}
+            self._write(record, show, "monitor")
+
+    def _write(self, record: dict[str, Any], show: dict[str, str], group: str = "train") -> None:
         if self.metrics is not None:
             clean = {
                 k: (None if isinstance(v, float) and not math.isfinite(v) else v)
@@ -80,10 +106,16 @@ class RunLog:
             }
             self.metrics.write(json.dumps(clean) + "\n")
             self.metrics.flush()
+        scalars = {
+            f"{group}/{key}": value
+            for key, value in record.items()
+            if key not in ("step", "epoch") and isinstance(value, int | float)
+        }
         if self.tb is not None:
-            for key, value in record.items():
-                if key not in ("step", "epoch") and isinstance(value, int | float):
-                    self.tb.add_scalar(f"train/{key}", value, record["step"])
+            for tag, value in scalars.items():
+                self.tb.add_scalar(tag, value, record["step"])
+        if self.wandb is not None:
+            self.wandb.log({**scalars, "epoch": record["epoch"]}, step=record["step"])
         self.bar.set_postfix(show, refresh=False)
 
     def close(self) -> None:
@@ -92,6 +124,49 @@ class RunLog:
             self.metrics.close()
         if self.tb is not None:
             self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
+def start_wandb(cfg: WandbConfig, run_dir: Path, config: dict[str, Any]) -> Any:
+    """Start or continue the W&B run of `run_dir`: its id is kept in `run_dir/wandb_run_id`, so
+    a resumed or requeued process logs into the same W&B run (`resume="allow"`)."""
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ConfigError(
+            "logging.wandb needs the wandb package: pip install 'orl[wandb]' (or unset it)"
+        ) from exc
+    id_file = run_dir / WANDB_ID_FILE
+    run_id = read_wandb_id(id_file)
+    if not run_id:
+        run_id = uuid.uuid4().hex[:16]
+        atomic_write_text(run_id + "\n", id_file)
+    return wandb.init(
+        project=cfg.project,
+        entity=cfg.entity,
+        id=run_id,
+        resume="allow",
+        name=run_dir.name,
+        dir=str(run_dir),
+        config=config,
+    )
+
+
+def read_wandb_id(id_file: Path) -> str:
+    """The W&B run id kept in the run folder ('' when there is none yet), or a one-line
+    ConfigError for a file that does not hold one (W&B ids are letters, digits, '-' and '_')."""
+    if not id_file.is_file():
+        return ""
+    with id_file.open("rb") as f:
+        raw = f.read(WANDB_ID_MAX + 2)  # an id, a newline and no more
+    text = raw.decode("ascii", errors="replace").strip()
+    if text and not WANDB_ID.fullmatch(text):
+        raise ConfigError(
+            f"{id_file}: not a W&B run id (up to {WANDB_ID_MAX} letters, digits, '-' or '_'); "
+            "delete the file to log into a new W&B run"
+        )
+    return text
 
 
 class Throughput:
@@ -148,9 +223,11 @@ def truncate_metrics(path: Path, step: int) -> None:
 
 
 def last_logged_loss(run_dir: Path | None) -> float:
-    """The loss of the last metrics line (a resumed run that had nothing left to do)."""
+    """The loss of the last training line of metrics.jsonl (a resumed run that had nothing left
+    to do); monitor lines carry no loss."""
     records = read_metrics(run_dir / METRICS_FILE) if run_dir is not None else []
-    value = records[-1].get("loss") if records else None
+    losses = [r["loss"] for r in records if "loss" in r]
+    value = losses[-1] if losses else None
     return float(value) if isinstance(value, int | float) else math.nan
 
 

@@ -4,7 +4,9 @@ multi-crop BYOL (sec. 3.1-3.2), in the shape of DINO's `main_dino.py`.
 `pretrain` reads top to bottom: build the run (`train/run.py`), start or resume it, then per step
 `train_step` (lr from the precomputed schedule, the method's forward and loss, backward, optional
 clipping, optimizer step, EMA update of the target or key encoder with the precomputed tau),
-logging and checkpointing. Which method runs is decided once, in `train/methods.py`.
+logging, the online kNN monitor every few epochs (`evaluate/monitor.py`), checkpointing, and a
+stop at the step boundary when the cluster signals (`train/preempt.py`). Which method runs is
+decided once, in `train/methods.py`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from orl.artifacts import atomic_write_text
 from orl.checkpoint import FORMAT, VERSION, CheckpointError, atomic_save, load_checkpoint
 from orl.config import dump_yaml, to_dict
 from orl.data.views import Batch
+from orl.evaluate.monitor import Monitor
 from orl.models.byol import ema_update
 from orl.train.config import PretrainConfig
 from orl.train.logs import METRICS_FILE, RunLog, Throughput, last_logged_loss, truncate_metrics
 from orl.train.objectives import Terms
+from orl.train.preempt import Preempted, StopSignals
 from orl.train.run import Run, build_run
 from orl.train.state import RESUME_SETTINGS, RunState, check_resumable
 
@@ -59,36 +63,55 @@ def pretrain(
     """Train `cfg` into the run folder `out` (None: write nothing, as `orl bench train` does)."""
     started = time.perf_counter()
     run = build_run(cfg)
+    monitor = Monitor(cfg.monitor) if cfg.monitor.enabled and out is not None else None
     state = run.state(started)
     if out is not None:
         start(run, state, out, resume)
     end = run.total_steps if max_steps is None else min(run.total_steps, state.step + max_steps)
-    log = RunLog(out, run.dist.is_main, total=end, initial=state.step)
+    log = RunLog(out, run.dist.is_main, end, state.step, cfg.logging.wandb, config=to_dict(cfg))
     meter = Throughput(bench_warmup)
     last_loss = math.nan
+    per_epoch = run.steps_per_epoch
     try:
-        for batch in run.loader(state.step):
-            meter.data_ready()
-            epoch = state.step // run.steps_per_epoch
-            loss, terms = train_step(run, batch, state.step)
-            state.step += 1
-            state.images_seen += cfg.batch_size
-            state.skipped.update(batch.skipped)
-            if run.dist.device.type == "cuda" and log.due(state.step, cfg.log_every):
-                torch.cuda.synchronize()  # so that the meter times the GPU's work
-            meter.step_done(cfg.batch_size)
-            log.add([loss, *(terms[b] for b in run.parts.branches)])
-            if log.due(state.step, cfg.log_every):
-                last_loss = write_log(run, log, state.step, epoch, meter.images_per_s)
-            if out is not None:
-                save_due_checkpoints(run, state, out)
-            if state.step >= end:
-                break
+        with StopSignals() as stop:
+            for batch in run.loader(state.step):
+                meter.data_ready()
+                epoch = state.step // run.steps_per_epoch
+                loss, terms = train_step(run, batch, state.step)
+                state.step += 1
+                state.images_seen += cfg.batch_size
+                state.skipped.update(batch.skipped)
+                if run.dist.device.type == "cuda" and log.due(state.step, cfg.log_every):
+                    torch.cuda.synchronize()  # so that the meter times the GPU's work
+                meter.step_done(cfg.batch_size)
+                log.add([loss, *(terms[b] for b in run.parts.branches)])
+                if log.due(state.step, cfg.log_every):
+                    last_loss = write_log(run, log, state.step, epoch, meter.images_per_s)
+                if out is not None:
+                    save_due_checkpoints(run, state, out)
+                # after the epoch's checkpoint: an unusable monitor image stops the run (one
+                # line, exit 2) without losing the epoch
+                if monitor is not None and monitor.due(state.step, per_epoch, run.total_steps):
+                    backbone = run.parts.online.encoder.backbone
+                    values = monitor.measure(backbone, run.dist.device)
+                    log.write_monitor(state.step, state.step / per_epoch, values)
+                if state.step >= end:
+                    break
+                if (signum := stop.requested(run.dist.device)) is not None:
+                    raise stopped(run, state, out, signum)
     finally:
         log.close()
     if out is not None:
         save_checkpoint(run, state, out / LAST)
     return finish(run, state, out, meter, last_loss)
+
+
+def stopped(run: Run, state: RunState, out: Path | None, signum: int) -> Preempted:
+    """Save the run at this step boundary (a stop signal arrived) and say where."""
+    if out is None:
+        return Preempted(signum, state.step, "nothing (no run folder)")
+    save_checkpoint(run, state, out / LAST)
+    return Preempted(signum, state.step, str(out / LAST))
 
 
 def train_step(run: Run, batch: Batch, step: int) -> tuple[torch.Tensor, Terms]:

@@ -82,7 +82,8 @@ def two_view_dataset(
 
 
 def _encoder(cfg: PretrainConfig) -> Encoder:
-    return Encoder(cfg.arch, cfg.model.proj_hidden, cfg.model.proj_dim, cfg.method)
+    m = cfg.model
+    return Encoder(cfg.arch, m.proj_hidden, m.proj_dim, cfg.method, m.init)
 
 
 def _split_bn(cfg: PretrainConfig, online: Online) -> Online:
@@ -102,7 +103,8 @@ def _byol_family(
     settings: tuple[str, ...],
 ) -> MethodParts:
     """BYOL's online network with one predictor per weighted branch, its target, eq. 2's loss."""
-    online = _split_bn(cfg, OnlineNetwork(_encoder(cfg), list(weights), cfg.model.pred_hidden))
+    network = OnlineNetwork(_encoder(cfg), list(weights), cfg.model.pred_hidden, cfg.model.init)
+    online = _split_bn(cfg, network)
     objective = partial(byol_objective, weights=weights, concat=cfg.model.concat_views)
     target = make_target(online.encoder)
     return MethodParts(online, target, None, objective, dataset, tuple(weights), settings)

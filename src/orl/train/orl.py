@@ -38,7 +38,7 @@ from orl.augment import AugmentConfig, global_view, photometric
 from orl.augment_tensor import draw_global_view, draw_photometric, view_row
 from orl.config import ConfigError
 from orl.data.crops import Box, crop_and_warp, crop_rect
-from orl.data.decode import Decoded, UnusableImage, decode_image
+from orl.data.decode import Decoded, UnusableImage
 from orl.data.encoded import EncodedImage, load_encoded
 from orl.data.sources import ImageList
 from orl.data.views import RobustImageDataset
@@ -173,7 +173,7 @@ class ORLDataset(RobustImageDataset[Decoded]):
         self.patch_views = (photometric(augment, 1), photometric(augment, 2))
 
     def load(self, index: int) -> Decoded:
-        return decode_image(self.images.path(index), self.max_side)
+        return self.images.decode(index, self.max_side)
 
     def make_views(self, index: int, decoded: Decoded) -> dict[str, list[torch.Tensor]]:
         globals_, patches = self.global_views, self.patch_views
@@ -206,7 +206,7 @@ class EncodedORLDataset(RobustImageDataset[EncodedImage]):
         self.augment = augment
 
     def load(self, index: int) -> EncodedImage:
-        return load_encoded(self.images.path(index), self.max_side)
+        return load_encoded(self.images, index, self.max_side)
 
     def _global(self, image: EncodedImage, view: int) -> torch.Tensor:
         return draw_global_view(self.augment, view, *image.size)

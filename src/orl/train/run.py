@@ -75,6 +75,7 @@ class Run:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             start_step=start_step,
+            shard_starts=self.images.shard_starts(),
         )
         batches: DataLoader[Any] = DataLoader(
             self.parts.dataset,
@@ -108,7 +109,9 @@ def build_run(cfg: PretrainConfig) -> Run:
     if (cfg.batch_size // dist.world_size) % cfg.model.bn_splits:
         raise ValueError("'model.bn_splits' must divide the per-device batch")
 
-    parts = _on_device(cfg, dist, build_method(cfg, images))
+    method = build_method(cfg, images)
+    method.dataset.require_usable()  # nothing decodable: one line before any work
+    parts = _on_device(cfg, dist, method)
     model, target_forward = _as_called(cfg, dist, parts)
     amp_dtype = _amp_dtype(cfg, device)
     # LR scaled by the global batch over all GPUs and nodes (sec. 3.2): 0.2 x 512/256 = 0.4.

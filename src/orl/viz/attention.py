@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
+from orl.artifacts import atomic_open
 from orl.data.decode import load_rgb
 from orl.discover.images import to_tensor
 from orl.models.backbone import stage_features
@@ -138,8 +139,8 @@ def cmd_attention(args: argparse.Namespace) -> int:
     checkpoints = [parse_checkpoint_arg(v) for v in args.checkpoint]
     fig = attention_figure(checkpoints, args.images, args.size)
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.save(out, format="PNG")
+    with atomic_open(out) as handle:
+        fig.save(handle, format="PNG")
     print(f"attention maps of {len(checkpoints)} checkpoint(s), {len(args.images)} photo(s): {out}")
     return 0
 

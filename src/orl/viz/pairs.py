@@ -3,7 +3,11 @@
 
 As in the paper, one pair per image pair: every (query, neighbour) row of the store is ranked by
 its most similar RoI pair, the better of the two directions of an image pair is kept, and the
-`count` best are drawn (query with its box | neighbour with its box | cosine similarity). Boxes are
+`count` best are drawn (query with its box | neighbour with its box | cosine similarity). Pairs of
+two near-duplicate images (consecutive video frames, copies: perceptual hashes within
+`data/near_duplicates.py: MAX_DISTANCE` bits) match trivially at cosine ~1; they are drawn only
+after every pair of distinct photos, so the gallery shows correspondences between different
+photos first. Boxes are
 in the EXIF-rotated original frame and are rescaled onto each thumbnail from that frame. Images are
 taken from a list of paths (position i = store image i), so any data set works.
 """
@@ -11,14 +15,16 @@ taken from a list of paths (position i = store image i), so any data set works.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from orl.artifacts import atomic_open
 from orl.data.decode import UnusableImage, load_rgb, oriented_size
+from orl.data.near_duplicates import MAX_DISTANCE, hamming, perceptual_hash
 from orl.data.sources import resolve_sources
 from orl.discover.store import FLAG_SKIPPED, CorrespondenceStore
 
@@ -38,10 +44,37 @@ class PairPick:
     similarity: float
 
 
-def best_pairs(store: CorrespondenceStore, count: int) -> list[PairPick]:
+NearDuplicate = Callable[[int, int], bool]  # (image i, image j) -> near-identical photos?
+
+
+def near_duplicates(image_paths: Sequence[str], max_distance: int = MAX_DISTANCE) -> NearDuplicate:
+    """Whether two images of the data set are near-duplicates by their perceptual hashes, which
+    are computed on first use (an undecodable image is nobody's duplicate)."""
+    hashes: dict[int, int | None] = {}
+
+    def hash_of(i: int) -> int | None:
+        if i not in hashes:
+            try:
+                hashes[i] = perceptual_hash(load_rgb(image_paths[i], max_side=128))
+            except (UnusableImage, OSError):
+                hashes[i] = None
+        return hashes[i]
+
+    def test(i: int, j: int) -> bool:
+        a, b = hash_of(i), hash_of(j)
+        return a is not None and b is not None and hamming(a, b) <= max_distance
+
+    return test
+
+
+def best_pairs(
+    store: CorrespondenceStore, count: int, near_duplicate: NearDuplicate | None = None
+) -> list[PairPick]:
     """The `count` most similar pairs, one per unordered image pair, skipped queries left out.
 
-    Pairs without a stored similarity (imported stores: NaN) rank last, in store order.
+    Pairs without a stored similarity (imported stores: NaN) rank last, in store order. With
+    `near_duplicate`, pairs of near-duplicate images come after all others (each group keeps its
+    order), so they fill the gallery only when distinct pairs run out.
     """
     sims = np.asarray(store.array("pair_sims"), dtype=np.float32)
     offsets = np.asarray(store.array("pair_offsets"), dtype=np.int64)
@@ -52,6 +85,7 @@ def best_pairs(store: CorrespondenceStore, count: int) -> list[PairPick]:
     row_best = np.where(np.isnan(row_best), -np.inf, row_best)
     skipped = (np.asarray(store.array("flags")) & FLAG_SKIPPED).astype(bool)
     picks: list[PairPick] = []
+    later: list[PairPick] = []  # near-duplicate image pairs
     seen: set[tuple[int, int]] = set()
     for row in np.argsort(-row_best, kind="stable").tolist():
         q, j = divmod(row, store.k)
@@ -65,10 +99,15 @@ def best_pairs(store: CorrespondenceStore, count: int) -> list[PairPick]:
         pair = store.pairs(q, j)[best]
         qb = (int(pair[0]), int(pair[1]), int(pair[2]), int(pair[3]))
         nbb = (int(pair[4]), int(pair[5]), int(pair[6]), int(pair[7]))
-        picks.append(PairPick(q, nb, qb, nbb, float(row_sims[best])))
+        pick = PairPick(q, nb, qb, nbb, float(row_sims[best]))
+        if near_duplicate is not None and near_duplicate(q, nb):
+            if len(later) < count:
+                later.append(pick)
+            continue
+        picks.append(pick)
         if len(picks) == count:
             break
-    return picks
+    return (picks + later)[:count]
 
 
 def _thumb(
@@ -124,14 +163,14 @@ def cmd_pairs(args: argparse.Namespace) -> int:
     """`orl viz pairs`: the `--count` best pairs of a store as one PNG."""
     images = resolve_sources(args.data)
     store = CorrespondenceStore.open(args.corr_dir, images.fingerprint)
-    picks = best_pairs(store, args.count)
+    paths = [images.path(i) for i in range(len(images))]
+    picks = best_pairs(store, args.count, near_duplicates(paths))
     if not picks:
         raise ValueError(f"{store.path}: no pair to draw (every query image was skipped)")
-    paths = [images.path(i) for i in range(len(images))]
     gallery = pairs_gallery(paths, picks, args.height, args.columns)
     out: Path = args.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    gallery.save(out, format="PNG")
+    with atomic_open(out) as handle:
+        gallery.save(handle, format="PNG")
     print(f"wrote {out}")
     return 0
 

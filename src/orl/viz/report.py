@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from orl.artifacts import atomic_write_text
 from orl.checkpoint import CheckpointError
 from orl.data.decode import UnusableImage, load_rgb
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, CorrespondenceStore, StoreError
@@ -36,7 +37,7 @@ from orl.pipeline.layout import (
 )
 from orl.train.logs import read_metrics
 from orl.viz.attention import DEFAULT_SIZE, attention_figure
-from orl.viz.pairs import best_pairs, pairs_gallery
+from orl.viz.pairs import best_pairs, near_duplicates, pairs_gallery
 from orl.viz.report_document import (
     Block,
     Code,
@@ -141,6 +142,9 @@ def overview_blocks(work_dir: Path, pipeline: dict[str, Any], store_fp: str | No
     return blocks
 
 
+MONITOR_KEYS = ("knn_top1", "knn_top5", "knn_map")  # `monitor:` lines of metrics.jsonl
+
+
 def loss_series(records: list[dict[str, Any]]) -> list[Series]:
     """One series per loss term any record logged: the total, then image, intra and inter RoI."""
     logged = {key for r in records for key in r}
@@ -161,13 +165,20 @@ def training_blocks(work_dir: Path, stage: str) -> list[Block]:
         blocks.append(Table(keys, (row,), (True,) * len(keys)))
     else:
         blocks.append(Text(f"summary.json: {summary.problem} (the run has not finished)", True))
-    if records:
-        losses = loss_series(records)
+    training = [r for r in records if "loss" in r]  # the monitor's lines carry no loss
+    if training:
+        losses = loss_series(training)
         title = f"{stage}: loss terms"
         blocks.append(Figure(f"{stage}_loss", line_plot(losses, title, "step"), title))
         title = f"{stage}: learning rate"
-        lr = [Series("lr", *metric_series(records, "lr"))]
+        lr = [Series("lr", *metric_series(training, "lr"))]
         blocks.append(Figure(f"{stage}_lr", line_plot(lr, title, "step"), title))
+    monitor = [r for r in records if "knn_top1" in r]
+    if monitor:
+        shown = [k for k in MONITOR_KEYS if any(k in r for r in monitor)]
+        curves = [Series(k, *metric_series(monitor, k)) for k in shown]
+        title = f"{stage}: online kNN monitor"
+        blocks.append(Figure(f"{stage}_monitor", line_plot(curves, title, "step"), title))
     return blocks
 
 
@@ -218,8 +229,11 @@ def store_blocks(
         msg = f"{len(image_paths)} image paths for a store of {store.num_images} images: not drawn."
         blocks.append(Text(msg, True))
     else:
-        picks = best_pairs(store, shown)
-        caption = "Query box (red) and neighbour box (green), one pair per image pair, best first."
+        picks = best_pairs(store, shown, near_duplicates(image_paths))
+        caption = (
+            "Query box (red) and neighbour box (green), one pair per image pair, best first; "
+            "pairs of near-identical photos last."
+        )
         if picks:
             blocks.append(Figure("stage2_top_pairs", pairs_gallery(image_paths, picks), caption))
         else:
@@ -350,8 +364,6 @@ def write_report(
     """Write the HTML report to `out_html` and the Markdown one to `out_md`, its pictures into
     `out_md.parent / report_files/`. `image_paths[i]` is the file of store image i."""
     blocks = report_blocks(Path(work_dir), image_paths, attention_size, photos, pairs)
-    out_html.parent.mkdir(parents=True, exist_ok=True)
-    out_html.write_text(render_html(TITLE, blocks), encoding="utf-8")
-    out_md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(render_html(TITLE, blocks), out_html)
     markdown = render_markdown(TITLE, blocks, out_md.parent / MD_FILES_DIR, MD_FILES_DIR)
-    out_md.write_text(markdown, encoding="utf-8")
+    atomic_write_text(markdown, out_md)

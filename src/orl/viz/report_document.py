@@ -10,11 +10,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
+
+from orl.artifacts import atomic_write_bytes
 
 CSS = """
 body { font-family: sans-serif; max-width: 1200px; margin: 1em auto; padding: 0 1em;
@@ -122,27 +125,41 @@ def render_html(title: str, blocks: Sequence[Block]) -> str:
     )
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+# Characters that start Markdown markup anywhere in a line. Backslash escapes for those that
+# CommonMark and Python-Markdown both accept; entities for the rest (raw HTML, entities, table
+# cells, strikethrough), which every renderer shows as the character itself.
+_MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "~": "&#126;"}
+_MD_SPECIAL = re.compile(r"[\\`*_\[\]#!&<>|~]")
+# Markup that only counts at the start of a block: list items ("- ", "+ ", "1. ", "1) ").
+_MD_LEADING = re.compile(r"^([-+]|\d{1,9}[.)])(?=\s|$)")
+
+
+def md_escape(text: str) -> str:
+    """`text` as one line of literal Markdown: folder names and data sources are user input, and
+    must not become links, raw HTML or formatting."""
+    flat = " ".join(text.splitlines()).strip()  # leading spaces would start a code block
+    escaped = _MD_SPECIAL.sub(lambda m: _MD_ENTITIES.get(m[0], "\\" + m[0]), flat)
+    return _MD_LEADING.sub(lambda m: f"{m[1][:-1]}\\{m[1][-1]}", escaped)
 
 
 def _md_block(b: Block, files_dir: Path, rel: str) -> str:
     if isinstance(b, Heading):
-        return f"{'#' * b.level} {b.text}"
+        return f"{'#' * b.level} {md_escape(b.text)}"
     if isinstance(b, Text):
-        return f"*{b.text}*" if b.missing else b.text
+        return f"*{md_escape(b.text)}*" if b.missing else md_escape(b.text)
     if isinstance(b, Table):
         lines = [
-            "| " + " | ".join(_md_cell(c) for c in b.columns) + " |",
+            "| " + " | ".join(md_escape(c) for c in b.columns) + " |",
             "|"
             + "|".join("---:" if n else "---" for n in (b.numeric or [False] * len(b.columns)))
             + "|",
         ]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+        lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in b.rows]
         return "\n".join(lines)
     if isinstance(b, Figure):
-        b.image.save(files_dir / f"{b.name}.png", format="PNG")
-        return f"![{_md_cell(b.caption)}]({rel}/{b.name}.png)\n\n{b.caption}"
+        atomic_write_bytes(png_bytes(b.image), files_dir / f"{b.name}.png")
+        caption = md_escape(b.caption)
+        return f"![{caption}]({rel}/{b.name}.png)\n\n{caption}"
     # A fence longer than any backtick run inside keeps the code block closed where it should be.
     fence = "`" * max(3, _longest_backtick_run(b.text) + 1)
     return f"{fence}{b.language}\n{b.text.rstrip()}\n{fence}"

@@ -1,4 +1,4 @@
-"""`orl eval supervised`: the scene benchmark's supervised ceiling, on tiny colour scenes."""
+"""`orl supervised`: the scene benchmark's supervised ceiling, on tiny colour scenes."""
 
 from __future__ import annotations
 
@@ -10,21 +10,21 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.evaluate.test_scenes import write_scenes
 
 from orl.augment import AugmentConfig
 from orl.cli import main
 from orl.config import load_config
-from orl.evaluate import supervised
 from orl.evaluate.scene_data import read_scene_split
-from orl.evaluate.supervised import (
+from orl.train import supervised
+from orl.train.config import PretrainConfig
+from orl.train.supervised import (
     LabelledScenes,
     labelled_samples,
     preset_backbone,
     train_supervised,
     view_config,
 )
-from orl.train.config import PretrainConfig
+from tests.evaluate.test_scenes import write_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
 PRESET = ROOT / "configs" / "scenes_train.yaml"
@@ -98,7 +98,7 @@ def test_cli_weights_load_in_eval_scenes_and_a_run_is_not_overwritten(
     scenes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "supervised"
-    argv = ["eval", "supervised", "--config", str(PRESET), "--scenes", str(scenes), "--target",
+    argv = ["supervised", "--config", str(PRESET), "--scenes", str(scenes), "--target",
             "scene", "--out", str(out), "--epochs", "1", *(f"--set={s}" for s in TINY)]  # fmt: skip
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
