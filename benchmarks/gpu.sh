@@ -22,5 +22,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 python3 -c 'import torch, torchvision, cv2, PIL
 print("torch", torch.__version__, "cuda", torch.version.cuda, "torchvision", torchvision.__version__,
       "opencv", cv2.__version__, "contrib", hasattr(cv2, "ximgproc"), "pillow", PIL.__version__)'
-# measurements stop starting after 400 s; each has its own limit; the whole run ends by 480 s
-timeout 480 python3 benchmarks/gpu.py --budget-s 400 --work /tmp/orl-gpu-bench
+# measurements stop starting after BUDGET_S (400) s; each has its own limit; the whole run ends
+# 80 s later. Extra arguments go to gpu.py (e.g. --only BYOL ORL).
+budget=${BUDGET_S:-400}
+timeout $((budget + 80)) python3 benchmarks/gpu.py --budget-s "$budget" --work /tmp/orl-gpu-bench "$@"
