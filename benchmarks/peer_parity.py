@@ -275,13 +275,19 @@ def evaluate(args: argparse.Namespace, folder: Path, seed: int) -> None:
         ("image_size", args.image_size), ("crop_size", args.crop_size), ("costs", args.costs),
     ) if value is not None]  # fmt: skip
     _orl_here(["eval", "scenes", "--checkpoint", str(folder / "backbone.pth"), "--scenes",
-               str(args.scenes), "--seed", str(seed), "--jobs", str(args.jobs), *extra, "--out",
-               str(folder / "eval.json")])  # fmt: skip
+               str(args.scenes), "--seed", str(seed), "--jobs", str(args.jobs), "--gray", *extra,
+               "--out", str(folder / "eval.json")])  # fmt: skip
 
 
 def scores(report: dict[str, Any]) -> dict[str, float]:
-    """The report's scores: its top-level fractions, without the chosen costs (`*_cost`)."""
-    return {k: v for k, v in report.items() if isinstance(v, float) and not k.endswith("_cost")}
+    """The report's scores: its top-level fractions, without the chosen costs (`*_cost`), and
+    their grayscale twins as `<name>_gray`."""
+    gray = {f"{k}_gray": v for k, v in report.get("gray", {}).items()}
+    return {
+        k: v
+        for k, v in {**report, **gray}.items()
+        if isinstance(v, float) and not k.endswith(("_cost", "_cost_gray"))
+    }
 
 
 def summarize(out: Path, seeds: Sequence[int]) -> dict[str, dict[str, dict[str, Any]]]:

@@ -248,7 +248,7 @@ def run_scenes(args: argparse.Namespace) -> int:
         Path(args.scenes), weights.build_backbone(), image_size=args.image_size,
         crop_size=args.crop_size, baselines=args.baselines, seed=args.seed,
         costs=_costs(args.costs), batch_size=args.batch_size, device=_device(args.device),
-        jobs=args.jobs,
+        jobs=args.jobs, gray=args.gray,
     )  # fmt: skip
     report["checkpoint"] = weights.identity
     return _finish(report, format_scenes(report), args.out)
@@ -374,6 +374,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:  # type: ignore
     p.add_argument("--scenes", required=True, help="folder written by `orl scenes DIR`")
     p.add_argument("--arch", default="resnet18", help="architecture of --checkpoint random")
     p.add_argument("--baselines", action="store_true", help="also colour histogram, raw pixels")
+    p.add_argument("--gray", action="store_true", help="also every row on grayscale images")
     p.add_argument("--image-size", type=int, default=None, help="scene side (default: as is)")
     p.add_argument("--crop-size", type=int, default=64, help="side of the object crops")
     p.add_argument("--batch-size", type=int, default=128)

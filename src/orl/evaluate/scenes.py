@@ -261,18 +261,34 @@ def evaluate_scenes(
     return report
 
 
+SUMMARY_COLUMNS = (
+    ("scene mAP", "scene_map"),
+    ("crop top-1", "crop_top1"),
+    ("inst. R@1", "instance_r1"),
+    ("inst. mAP", "instance_map"),
+    ("inst. top-1", "instance_top1"),
+)
+
+
 def format_scenes(report: dict[str, Any]) -> str:
-    """One row per feature kind: scene mAP, crop top-1, crop mean class accuracy (percent)."""
+    """One row per feature kind (and its grayscale twin): every protocol's score in percent."""
     rows = {BACKBONE: report} if "scene_map" in report else {}
+    if "gray" in report:
+        rows["gray"] = report["gray"]
     rows.update(report.get("baselines", {}))
-    lines = [f"{'features':<12}{'scene mAP':>11}{'crop top-1':>12}{'crop mean':>11}"]
+    columns = [(title, key) for title, key in SUMMARY_COLUMNS if key in next(iter(rows.values()))]
+    lines = [f"{'features':<16}" + "".join(f"{title:>12}" for title, _ in columns)]
     lines += [
-        f"{name:<12}{100 * r['scene_map']:11.1f}{100 * r['crop_top1']:12.1f}"
-        f"{100 * r['crop_mean_class_acc']:11.1f}"
+        f"{name:<16}" + "".join(f"{100 * r[key]:12.1f}" for _, key in columns)
         for name, r in rows.items()
     ]
     lines.append(
         f"{report['n_train']} train / {report['n_test']} test scenes, "
         f"{report['n_train_crops']} / {report['n_test_crops']} crops"
+        + (
+            f", {report['n_test_seen_crops']} test_seen crops"
+            if "n_test_seen_crops" in report
+            else ""
+        )
     )
     return "\n".join(lines)
