@@ -56,11 +56,14 @@ def test_quick_preset_resolves_every_stage() -> None:
     assert (
         study.train.method == "byol" and study.discover.roi_size == study.train.augment.patch_size
     )
-    assert set(study.cfg.methods) == {"random", "byol", "byol_multicrop", "orl", "orl_gt"}
+    assert set(study.cfg.methods) == {
+        "random", "byol", "byol_multicrop", "orl", "orl_gt", "supervised", "supervised_instances"
+    }  # fmt: skip
     full = resolve_study(Path("scenes_study"), [])
     # The quick study is the full one made smaller: same pre-training apart from the epochs.
     assert dataclasses.replace(study.train, epochs=full.train.epochs) == full.train
     assert study.discover == full.discover and study.cfg.eval == full.cfg.eval
+    assert study.cfg.scenes.style == full.cfg.scenes.style and study.cfg.scenes.test_seen > 0
 
 
 def test_quick_study_runs_every_row_and_resumes_without_recomputing(
@@ -75,6 +78,7 @@ def test_quick_study_runs_every_row_and_resumes_without_recomputing(
         size=64,
         n_train=24,
         n_test=16,
+        n_test_seen=12,
         log=lambda _: None,
     )
     out, md = tmp_path / "study", tmp_path / "scenes.md"
@@ -90,18 +94,31 @@ def test_quick_study_runs_every_row_and_resumes_without_recomputing(
         "orl/3",
         "orl_gt/3",
         "random/3",
+        "supervised/3",
+        "supervised_instances/3",
     ]
     for name, row in results["runs"].items():
         assert 0.0 <= row["eval"]["scene_map"] <= 1.0, name
+        assert 0.0 <= row["eval"]["instance_r1"] <= 1.0, name  # the test_seen split's protocol
+        assert 0.0 <= row["eval"]["gray"]["scene_map"] <= 1.0, name
         if not name.startswith("random"):
             assert row["train"]["images_seen"] == 24 - 24 % 8, name
     # ORL with the true boxes keeps only object boxes: every RoI covers an object.
     gt = results["corr"]["orl_gt/3"]
     assert gt["rois_on_object"] == 1.0
-    assert set(results["baselines"]["baselines"]) == {"color_hist", "raw_pixels"}
+    assert set(results["baselines"]["baselines"]) == {
+        "color_hist", "raw_pixels", "color_hist_gray", "raw_pixels_gray"
+    }  # fmt: skip
     text = md.read_text()
     assert text.startswith("# Scenes\n\nprose kept\n") and BEGIN in text
     assert "| BYOL (1 seed) |" in text and "colour histogram" in text
+    assert "| floor: random | ceiling: supervised | headroom |" in text
+    numbers = json.loads(md.with_suffix(".json").read_text())
+    byol = numbers["protocols"]["instance_r1"]["byol"]
+    assert byol["n"] == 1 and byol["std"] is None
+    assert byol["mean"] == round(100 * results["runs"]["byol/3"]["eval"]["instance_r1"], 2)
+    assert set(numbers["protocols"]["scene_map_gray"]) >= {"random", "supervised", "orl_gt"}
+    assert numbers["peer_parity"] == {}
 
     capsys.readouterr()
     assert _script().main(argv) == 0  # a second run reuses every finished unit

@@ -7,7 +7,11 @@ pre-training preset for every row (same images, epochs, batch, resolution):
     byol_multicrop  BYOL with 2 global + 4 small crops (Table 5c's control)
     orl             stage 2 on selective-search boxes with the seed's BYOL model, then stage 3
     orl_gt          the same with the ground-truth object boxes (Table 5d)
-    random          random initialisation (no training)
+    random          random initialisation (no training): the floor
+    supervised      the same network trained with the scenes' labels (multi-label, BCE), the same
+                    images seen: the ceiling of the category protocols
+    supervised_instances  trained on the train split's object crops with their instance labels:
+                    the ceiling of the instance protocol
 
 then `orl eval scenes` on the test split for every row, `orl eval corr` for both stores, and the
 hand-crafted baselines once. Every unit runs through `run_stage`, so a killed study resumes where
@@ -32,6 +36,7 @@ from typing import Any
 from orl.artifacts import atomic_write_text
 from orl.config import settings_key, to_dict
 from orl.data.scenes.build import build_scenes, instances_json
+from orl.data.scenes.layout import SEEN_SPLIT
 from orl.data.sources import resolve_sources
 from orl.discover.config import DiscoverConfig
 from orl.discover.pipeline import run_discover
@@ -41,7 +46,10 @@ from orl.pipeline.stages import run_stage
 from orl.pipeline.study_config import METHOD_ORDER, ResolvedStudy
 from orl.train.config import Method, PretrainConfig
 from orl.train.loop import pretrain
+from orl.train.supervised import WEIGHTS_FILE, Target
 
+# The supervised rows and the `orl supervised` target each trains on.
+SUPERVISED_TARGET: dict[str, Target] = {"supervised": "scene", "supervised_instances": "instances"}
 # The study's rows that pre-train, and the training loop's method each runs.
 TRAIN_METHOD: dict[str, Method] = {
     "byol": "byol",
@@ -122,7 +130,9 @@ class Study:
                 size=sc.size,
                 n_train=sc.train,
                 n_test=sc.test,
+                n_test_seen=sc.test_seen,
                 seed=sc.seed,
+                style=sc.style,
                 cache=self.cache or self.out / ".cache-scenes",
                 log=self.say,
             )
@@ -130,9 +140,12 @@ class Study:
         if self.rs.cfg.scenes_dir is None:
             self.unit("scenes", self.scenes_dir.parent, self.scenes_key, work)
         self.fingerprint = resolve_sources([self.train_spec]).fingerprint
-        test = resolve_sources([str(instances_json(self.scenes_dir, "test"))]).fingerprint
+        others = [s for s in ("test", SEEN_SPLIT) if instances_json(self.scenes_dir, s).is_file()]
+        tests = [resolve_sources([str(instances_json(self.scenes_dir, s))]) for s in others]
         # Later units depend on the scenes' content, not only on the settings that made them.
-        self.scenes_key = settings_key(self.scenes_key, self.fingerprint, test)
+        self.scenes_key = settings_key(
+            self.scenes_key, self.fingerprint, *(t.fingerprint for t in tests)
+        )
         self.results["data_fingerprint"] = self.fingerprint
 
     def run_dir(self, method: str, seed: int) -> Path:
@@ -152,6 +165,32 @@ class Study:
         state = self.unit(f"s{seed}/{method}", folder, key, lambda: _train(cfg, folder))
         self.results["runs"][f"{method}/{seed}"] = {
             "train": {"wall_time_s": state["wall_time_s"], **_summary(folder)}
+        }
+
+    def train_supervised(self, row: str, seed: int) -> None:
+        """The ceiling: the preset's network, optimizer, schedule and images seen, with labels."""
+        from orl.train.supervised import save_supervised, train_supervised
+
+        folder = self.run_dir(row, seed)
+        cfg = dataclasses.replace(self.rs.train, data=[self.train_spec], seed=seed)
+        key = settings_key(row, to_dict(cfg), self.scenes_key)
+        self.keys[f"{row}/{seed}"] = key
+
+        def work() -> None:
+            net, summary = train_supervised(
+                cfg, self.scenes_dir, SUPERVISED_TARGET[row], "crop_flip", None, None
+            )
+            save_supervised(net, summary, folder)
+
+        state = self.unit(f"s{seed}/{row}", folder, key, work)
+        summary = _read_json(folder / "summary.json")
+        self.results["runs"][f"{row}/{seed}"] = {
+            "train": {
+                "wall_time_s": state["wall_time_s"],
+                "images_seen": summary["steps"] * cfg.batch_size,
+                "steps": summary["steps"],
+                "final_loss": summary["final_loss"],
+            }
         }
 
     def discover(self, method: str, seed: int) -> None:
@@ -187,6 +226,7 @@ class Study:
                 seed=seed,
                 costs=ev.costs,
                 jobs=ev.jobs,
+                gray=ev.gray,
             )
             _write_json(scores, folder / EVAL_FILE)
 
@@ -207,7 +247,8 @@ class Study:
             self.results["runs"][f"random/{seed}"] = {"eval": scores}
             return
         folder = self.run_dir(method, seed)
-        checkpoint = str(folder / layout.CHECKPOINT_FILE)
+        weights = WEIGHTS_FILE if method in SUPERVISED_TARGET else layout.CHECKPOINT_FILE
+        checkpoint = str(folder / weights)
         scores = self.evaluate(folder / "eval", self.keys[f"{method}/{seed}"], checkpoint, seed)
         self.results["runs"][f"{method}/{seed}"]["eval"] = scores
         if method.startswith("orl"):
@@ -260,6 +301,8 @@ def run_study(
             elif method in ("orl", "orl_gt"):
                 study.discover(method, seed)
                 study.train(method, seed)
+            elif method in SUPERVISED_TARGET:
+                study.train_supervised(method, seed)
     if evaluate:
         if rs.cfg.baselines:
             study.results["baselines"] = study.evaluate(out / "baselines", study.scenes_key, "", 0)

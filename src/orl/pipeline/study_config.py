@@ -7,14 +7,26 @@ from pathlib import Path
 from typing import Literal
 
 from orl.config import ConfigError, config_path, load_config
+from orl.data.scenes.compose import SceneStyle
 from orl.discover.config import DiscoverConfig
 from orl.pipeline.config import StageSpec, build_stage
 from orl.train.config import PretrainConfig
 
-# A row of the study's tables; the trained rows map to a training method in study.py.
-Row = Literal["random", "byol", "byol_multicrop", "orl", "orl_gt"]
+# A row of the study's tables; the self-supervised rows map to a training method in study.py, the
+# supervised ones (the ceiling: the same network trained with labels) to `orl supervised`.
+Row = Literal[
+    "random", "byol", "byol_multicrop", "orl", "orl_gt", "supervised", "supervised_instances"
+]
 # Run order: ORL rows need the same seed's BYOL model (their stage 1).
-METHOD_ORDER: tuple[Row, ...] = ("random", "byol", "byol_multicrop", "orl", "orl_gt")
+METHOD_ORDER: tuple[Row, ...] = (
+    "random",
+    "byol",
+    "byol_multicrop",
+    "orl",
+    "orl_gt",
+    "supervised",
+    "supervised_instances",
+)
 
 
 @dataclass(frozen=True)
@@ -25,7 +37,9 @@ class ScenesSpec:
     size: int = 128
     train: int = 2000
     test: int = 1000
+    test_seen: int = 0  # scenes of the train instances on test backgrounds (instance protocol)
     seed: int = 0
+    style: SceneStyle = field(default_factory=SceneStyle)
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,16 @@ class EvalSettings:
     # core-minutes per feature set at this size, as high costs run to the iteration limit.
     costs: list[float] = field(default_factory=lambda: [0.01, 0.1, 1.0])
     jobs: int = 2  # processes for the per-class SVMs
+    gray: bool = True  # also every protocol on grayscale images (colour is a shortcut here)
+
+
+@dataclass(frozen=True)
+class PeerParitySpec:
+    """One configuration at which `benchmarks/peer_parity.py` trains orl's BYOL and a BYOL built
+    from lightly's blocks (the `bench` extra), 3 seeds each: `overrides` of the `train` preset."""
+
+    name: str
+    overrides: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,7 @@ class StudyConfig:
     discover: StageSpec = field(default_factory=StageSpec)
     eval: EvalSettings = field(default_factory=EvalSettings)
     baselines: bool = True  # colour histogram and raw pixels (seed-independent, computed once)
+    peer_parity: list[PeerParitySpec] = field(default_factory=list)  # run by scenes_study.py
 
 
 @dataclass(frozen=True)
