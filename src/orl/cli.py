@@ -181,7 +181,9 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_scenes(args: argparse.Namespace) -> int:
     from orl.data.photo_sources import FetchError
     from orl.data.scenes.build import build_scenes
+    from orl.data.scenes.compose import SceneStyle
 
+    style = load_config(SceneStyle, None, args.overrides)  # ConfigError: one line, exit 2
     try:
         summary = build_scenes(
             args.dir,
@@ -189,18 +191,18 @@ def cmd_scenes(args: argparse.Namespace) -> int:
             size=args.size,
             n_train=args.train,
             n_test=args.test,
+            n_test_seen=args.test_seen,
             seed=args.seed,
+            style=style,
             cache=args.cache,
             keep_gray=args.keep_gray,
         )
     except FetchError as exc:  # a package could not be downloaded: not the user's input
         print(f"orl: error: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"{summary.scenes['train']} train + {summary.scenes['test']} test scenes "
-        f"({summary.objects['train']} + {summary.objects['test']} objects) -> "
-        f"{summary.train_json}, {summary.test_json}"
-    )
+    scenes = " + ".join(f"{n} {split}" for split, n in summary.scenes.items())
+    objects = " + ".join(str(n) for n in summary.objects.values())
+    print(f"{scenes} scenes ({objects} objects) -> {summary.train_json.parent}")
     return 0
 
 
@@ -257,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="scene side in pixels (default 128)")
     p.add_argument("--train", type=int, default=2000, help="training scenes (default 2000)")
     p.add_argument("--test", type=int, default=1000, help="test scenes (default 1000)")
+    p.add_argument(
+        "--test-seen", type=int, default=0, help="scenes of the train instances on test backgrounds"
+    )
+    add_set_option(p, "--set objects=[2,3] --set hue=0.1 (the scene style: SceneStyle's fields)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cache", type=Path, help="download cache to share (default DIR/.cache)")
     p.add_argument("--keep-gray", action="store_true", help="keep the grayscale backgrounds")

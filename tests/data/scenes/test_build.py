@@ -28,6 +28,7 @@ from orl.data.scenes.build import (
 )
 from orl.data.scenes.catalogue import ScenesError, select_stamps
 from orl.data.scenes.compose import MIN_VISIBLE, Background, SceneStyle, Stamp, box_of
+from orl.data.scenes.fetch import Inputs
 from orl.data.sources import resolve_sources
 from tests.data.scenes.conftest import CATEGORIES, SIZE, synthetic_rgba
 from tests.data.test_photos import _make_deb
@@ -201,6 +202,11 @@ def test_cli_errors_are_one_line(
     assert main(["scenes", str(built)]) == 2  # built from other inputs and settings
     err = capsys.readouterr().err.strip()
     assert "other settings" in err and len(err.splitlines()) == 1
+    for bad, says in (("hue=0.7", "hue in [0, 0.5]"), ("colour=1", "unknown key 'colour'")):
+        assert main(["scenes", str(tmp_path / "c"), "--test-seen", "5", "--set", bad]) == 2
+        err = capsys.readouterr().err.strip()
+        assert says in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "c").exists()  # refused before anything is written
 
     def no_apt(*args: object) -> None:
         raise FetchError("cannot fetch the object stamps: apt-get is not installed")
@@ -255,3 +261,31 @@ def test_build_scenes_reads_the_packages_in_the_cache(tmp_path: Path) -> None:
     assert build_scenes(
         out, categories="fast", size=SIZE, n_train=6, n_test=4, cache=cache, log=lambda _: None
     ).reused
+
+
+def test_cli_builds_the_test_seen_split_with_the_style(
+    tmp_path: Path,
+    stamps: list[Stamp],
+    backgrounds: list[Background],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def synthetic(*args: object) -> Inputs:
+        return Inputs(stamps, backgrounds, list(CATEGORIES), {})
+
+    monkeypatch.setattr(build, "load_inputs", synthetic)
+    out = tmp_path / "scenes"
+    argv = ["scenes", str(out), "--size", str(SIZE), "--train", "6", "--test", "4"]
+    argv += ["--test-seen", "3", "--set", "hue=0.2", "--set", "objects=[2,2]"]
+    assert main(argv) == 0
+    assert "6 train + 4 test + 3 test_seen scenes" in capsys.readouterr().out
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["style"]["hue"] == 0.2 and meta["counts"]["test_seen"]["scenes"] == 3
+    assert all(len(ann) == 2 for ann in _objects_per_image(_doc(out, "test_seen")).values())
+
+
+def _objects_per_image(doc: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    per: dict[int, list[dict[str, Any]]] = {}
+    for a in doc["annotations"]:
+        per.setdefault(a["image_id"], []).append(a)
+    return per
