@@ -9,11 +9,13 @@ import pytest
 from orl.pipeline.study_report import (
     BEGIN,
     END,
+    bands_apart,
     corr_rows,
     eval_rows,
     fmt_mean_std,
     mean_std,
     per_class_rows,
+    scenes_json,
     splice,
 )
 
@@ -99,3 +101,23 @@ def test_splice_replaces_only_the_generated_block() -> None:
     assert "table v1" not in again and "table v2" in again
     assert again.endswith(END + "\n\nprose after\n")
     assert again.count(BEGIN) == 1
+
+
+def test_bands_apart_needs_two_seeds_and_non_overlapping_two_std_bands() -> None:
+    assert bands_apart([0.30, 0.31, 0.32], [0.20, 0.21, 0.22])  # 31 - 2 > 21 + 2
+    assert not bands_apart([0.30, 0.26, 0.34], [0.20, 0.21, 0.22])  # 30 - 8 < 21 + 2
+    assert not bands_apart([0.30], [0.20])  # one seed: no spread to compare
+
+
+def test_scenes_json_holds_mean_std_and_seed_count_in_percent() -> None:
+    results = {
+        "runs": {
+            f"{row}/{seed}": {"eval": {"scene_map": value, "gray": {"scene_map": value / 2}}}
+            for row, values in (("random", (0.2, 0.22)), ("byol", (0.3, 0.34)))
+            for seed, value in enumerate(values)
+        }
+    }
+    numbers = scenes_json(results, {"cfg": {"orl": {}, "lightly": {}}})
+    assert numbers["protocols"]["scene_map"]["byol"] == {"mean": 32.0, "std": 2.83, "n": 2}
+    assert numbers["protocols"]["scene_map_gray"]["random"]["mean"] == 10.5
+    assert numbers["peer_parity"] == {"cfg": {"orl": {}, "lightly": {}}}

@@ -116,7 +116,7 @@ def headroom_rows(results: dict[str, Any], gray: bool = False) -> Rows:
     learned = [
         m
         for m in ("byol", "byol_multicrop", "orl", "orl_gt")
-        if m in results.get("config", {}).get("methods", METHOD_ORDER)
+        if any(m in v for v in values.values())
     ]
     head = (
         "measure",
