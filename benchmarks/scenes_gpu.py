@@ -55,28 +55,34 @@ def prepare(cache: Path, out: Path) -> None:
     from orl.data.scenes.fetch import load_inputs
 
     inputs = load_inputs("core", False, 128, cache, print)
-    arrays: dict[str, np.ndarray] = {}
-    for k, s in enumerate(inputs.stamps):
-        arrays[f"stamp{k}"] = s.rgba
-    for k, b in enumerate(inputs.backgrounds):
-        arrays[f"background{k}"] = b.rgb
-    meta = {
-        "categories": inputs.categories,
-        "stamps": [(s.instance_id, s.category, s.area) for s in inputs.stamps],
-        "backgrounds": [(b.background_id, b.name, b.group) for b in inputs.backgrounds],
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out / "inputs.npz", meta=np.array(json.dumps(meta)), **arrays)
+    save_inputs(inputs.stamps, inputs.backgrounds, inputs.categories, out / "inputs.npz")
     print(f"{len(inputs.stamps)} stamps, {len(inputs.backgrounds)} backgrounds -> {out}")
 
 
-def build(folder: Path, n_train: int, n_test: int, n_seen: int) -> Path:
+def save_inputs(stamps: Any, backgrounds: Any, categories: list[str], path: Path) -> None:
+    """Stamps, backgrounds and category names as arrays plus a JSON string: loadable with
+    `allow_pickle=False` on a machine with nothing but numpy."""
+    arrays: dict[str, np.ndarray] = {}
+    for k, s in enumerate(stamps):
+        arrays[f"stamp{k}"] = s.rgba
+    for k, b in enumerate(backgrounds):
+        arrays[f"background{k}"] = b.rgb
+    meta = {
+        "categories": categories,
+        "stamps": [(s.instance_id, s.category, s.area) for s in stamps],
+        "backgrounds": [(b.background_id, b.name, b.group) for b in backgrounds],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta)), **arrays)
+
+
+def build(folder: Path, n_train: int, n_test: int, n_seen: int, inputs: Path | None = None) -> Path:
     """The scenes drawn from the prepared inputs with every core (identical to `orl scenes`'
     for the same seed and style: scene i depends on (seed, split, i) alone)."""
     from orl.data.scenes.build import build_scenes_from
     from orl.data.scenes.compose import Background, SceneStyle, Stamp
 
-    data = np.load(PREPARED / "inputs.npz", allow_pickle=False)
+    data = np.load(inputs or PREPARED / "inputs.npz", allow_pickle=False)
     meta = json.loads(str(data["meta"]))
     stamps = [
         Stamp(int(i), int(c), data[f"stamp{k}"], float(a))
