@@ -24,12 +24,14 @@ demo: install
 	$(BIN)/orl photos $(PHOTOS)
 	$(BIN)/orl run --config demo --out $(WORK) --resume
 
-# Style, types, imports pointing one way, and every docs/... path that is named exists.
+# Style, types, imports pointing one way, every docs/... path that is named exists, and no
+# module past 400 lines nor function past 60.
 lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy src
-	$(BIN)/pytest -q -p no:cacheprovider tests/test_layering.py tests/test_doc_paths.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/test_layering.py tests/test_doc_paths.py \
+		tests/test_sizes.py
 
 test: lint
 	$(BIN)/pytest -q tests

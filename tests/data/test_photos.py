@@ -21,14 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from orl.data import photo_sources, photos
+from orl.data import archives, photo_candidates, photo_sources
+from orl.data.archives import UnsafeArchivePath, safe_member_path
 from orl.data.photo_sources import FetchError, PhotoSource
-from orl.data.photos import (
-    MANIFEST_COLUMNS,
-    UnsafeArchivePath,
-    build_photo_set,
-    safe_member_path,
-)
+from orl.data.photos import MANIFEST_COLUMNS, build_photo_set
 from orl.data.qt_resources import (
     FLAG_COMPRESSED,
     FLAG_COMPRESSED_ZSTD,
@@ -416,12 +412,12 @@ def test_video_frames_are_sampled_every_nth_with_a_cap(
         )
         return [row["path"] for row in _read_rows(summary.manifest)]
 
-    assert photos.VIDEO_FRAME_STEP == 10
+    assert photo_candidates.VIDEO_FRAME_STEP == 10
     assert run("default") == [
         *(f"pypi-video/vid/clip/frame_{i:05d}.jpg" for i in (0, 10, 20, 30, 40)),
         *(f"pypi-video/seq/frames/f_{i:03d}.jpg" for i in (0, 10, 20)),
     ]
-    monkeypatch.setattr(photos, "VIDEO_FRAME_CAP", 2)
+    monkeypatch.setattr(photo_candidates, "VIDEO_FRAME_CAP", 2)
     assert run("capped") == [
         "pypi-video/vid/clip/frame_00000.jpg",
         "pypi-video/vid/clip/frame_00010.jpg",
@@ -516,7 +512,7 @@ def test_malformed_debs_are_fetch_errors_naming_the_package(
     deb = tmp_path / "fake-doc_1_all.deb"
     deb.write_bytes(blob)
     with _deadline(10), pytest.raises(FetchError, match=match) as error:
-        list(photos.iter_archive_files(deb, lambda name: True))
+        list(archives.iter_archive_files(deb, lambda name: True))
     assert "fake-doc_1_all.deb" in str(error.value)
 
 
@@ -527,9 +523,9 @@ def test_members_above_the_size_limit_are_refused(
     members = {"big.bin": bytes(5000)}
     make = _make_zip if kind == "zip" else _make_deb
     archive = make(tmp_path / f"fake.{kind}", members)
-    monkeypatch.setattr(photos, "MAX_MEMBER_BYTES", 4096)
+    monkeypatch.setattr(archives, "MAX_MEMBER_BYTES", 4096)
     with pytest.raises(FetchError, match="above the 4096 limit"):
-        list(photos.iter_archive_files(archive, lambda name: True))
+        list(archives.iter_archive_files(archive, lambda name: True))
 
 
 def test_rcc_with_a_huge_child_count_is_refused_without_allocating() -> None:

@@ -12,7 +12,7 @@ from tests.data.test_decode import write_zero_png
 
 from orl.cli import main
 from orl.config import ConfigError, override
-from orl.evaluate import cli
+from orl.evaluate import cli, commands
 from orl.evaluate.inputs import EvalInputError
 from orl.evaluate.linear import LinearConfig
 from orl.evaluate.semi import SemiConfig
@@ -81,7 +81,7 @@ def test_voc07_end_to_end_writes_json_and_reuses_the_cache(
     def no_extraction(*args: object, **kwargs: object) -> None:
         raise AssertionError("features should come from the cache")
 
-    monkeypatch.setattr(cli, "extract_features", no_extraction)
+    monkeypatch.setattr(commands, "extract_features", no_extraction)
     assert run(argv) == 0
     assert json.loads(out.read_text())["layers"]["feat5"]["mAP"] == report["layers"]["feat5"]["mAP"]
 

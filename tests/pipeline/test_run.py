@@ -230,3 +230,33 @@ def test_the_same_command_runs_under_torchrun(pipeline: Path, tmp_path: Path) ->
     assert (work / "report.html").exists()
     meta = json.loads((work / "stage2" / "meta.json").read_text())
     assert meta["num_images"] == 16
+
+
+def test_the_scene_study_is_skipped_only_when_its_packages_cannot_be_fetched(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import orl.pipeline.run as run_module
+    from orl.data.photo_sources import FetchError
+    from orl.pipeline import layout
+    from orl.pipeline.stages import StageFailed
+    from orl.pipeline.study_config import resolve_study
+
+    study = resolve_study(Path("scenes_study_quick"), [])
+    dirs = {layout.SCENES_DIR: tmp_path / layout.SCENES_DIR}
+    stages = run_module._Stages(tmp_path, dirs, False, True, {"stages": {}})
+
+    def no_apt(*args: object, **kwargs: object) -> None:
+        raise FetchError("apt-get not found")
+
+    monkeypatch.setattr(run_module, "run_study", no_apt)
+    run_module._scene_study(stages, study, world_size=1)
+    assert "scene study skipped: apt-get not found" in capsys.readouterr().out
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(run_module, "run_study", broken)
+    with pytest.raises(StageFailed, match="disk full"):
+        run_module._scene_study(stages, study, world_size=1)
+    run_module._scene_study(stages, study, world_size=2)  # under torchrun: not even tried
+    assert "skipped under torchrun" in capsys.readouterr().out

@@ -225,39 +225,35 @@ def _read_coco(spec: str) -> tuple[Path, list[str], list[int]]:
     return image_dir, rels, ids
 
 
-def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
-    """Read every source, in order, into one ImageList with its fingerprint."""
-    if not specs:
-        raise DataSourceError(
-            "no data source given: set `data` to an image folder, list or COCO json"
-        )
-    abs_paths: list[str] = []
-    rel_paths: list[str] = []
-    src_idx: list[int] = []
-    coco_ids: list[int] = []
-    member_offsets: list[int] = []
-    member_sizes: dict[int, int] = {}
-    for k, raw in enumerate(specs):
-        spec = str(raw)
-        if not spec.strip():  # Path("") is the current folder: never what was meant
-            raise DataSourceError(
-                "an empty data source: give an image folder, a .txt image list or a COCO json"
-            )
+@dataclass
+class _Images:
+    """The images of the sources read so far, as parallel lists in data-set order."""
+
+    paths: list[str] = field(default_factory=list)  # absolute
+    relpaths: list[str] = field(default_factory=list)
+    source_index: list[int] = field(default_factory=list)
+    coco_ids: list[int] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # in its shard; -1 for an image file
+    member_sizes: dict[int, int] = field(default_factory=dict)  # position -> size, in a shard
+
+    def add_shards(self, spec: str, k: int) -> None:
+        """Every sample of the tar shards `spec`, shard by shard in tar order."""
+        try:
+            samples = index_shards(spec)
+        except ShardError as exc:
+            raise DataSourceError(str(exc)) from exc
+        for sample in samples:
+            self.member_sizes[len(self.paths)] = sample.size
+            self.paths.append(str(Path(sample.shard).absolute()))
+            self.relpaths.append(sample.name)
+            self.source_index.append(k)
+            self.coco_ids.append(-1)
+            self.offsets.append(sample.offset)
+
+    def add_files(self, spec: str, k: int) -> None:
+        """The images of a folder, a `.txt` list or a COCO json."""
         base = Path(spec)
         ids: list[int] | None = None
-        if is_shard_spec(spec):
-            try:
-                samples = index_shards(spec)
-            except ShardError as exc:
-                raise DataSourceError(str(exc)) from exc
-            for sample in samples:
-                member_sizes[len(abs_paths)] = sample.size
-                abs_paths.append(str(Path(sample.shard).absolute()))
-                rel_paths.append(sample.name)
-                src_idx.append(k)
-                coco_ids.append(-1)
-                member_offsets.append(sample.offset)
-            continue
         if ".json" in spec and (spec.endswith(".json") or ".json:" in spec):
             root, rels, ids = _read_coco(spec)
         elif base.is_dir():
@@ -274,28 +270,52 @@ def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
             raise DataSourceError(f"{base}: no images found")
         _require_utf8_names(root, rels)
         for j, rel in enumerate(rels):
-            abs_paths.append(str((root / rel).absolute()))
-            rel_paths.append(rel)
-            src_idx.append(k)
-            coco_ids.append(ids[j] if ids is not None else -1)
-            member_offsets.append(-1)
-    sizes = np.array(
-        [member_sizes[i] if i in member_sizes else _size(p) for i, p in enumerate(abs_paths)],
-        dtype=np.int64,
-    )
-    h = hashlib.sha256()
-    for k, rel, size in zip(src_idx, rel_paths, sizes.tolist(), strict=True):
-        h.update(f"{k}\t{rel}\t{size}\n".encode())
-    return ImageList(
-        paths=np.array([p.encode("utf-8") for p in abs_paths], dtype=np.bytes_),
-        sizes=sizes,
-        relpaths=np.array([r.encode("utf-8") for r in rel_paths], dtype=np.bytes_),
-        source_index=np.array(src_idx, dtype=np.int16),
-        sources=tuple(str(s) for s in specs),
-        coco_ids=np.array(coco_ids, dtype=np.int64),
-        fingerprint=h.hexdigest(),
-        offsets=np.array(member_offsets, dtype=np.int64),
-    )
+            self.paths.append(str((root / rel).absolute()))
+            self.relpaths.append(rel)
+            self.source_index.append(k)
+            self.coco_ids.append(ids[j] if ids is not None else -1)
+            self.offsets.append(-1)
+
+    def image_list(self, sources: Sequence[str | Path]) -> ImageList:
+        """The compact ImageList, with the sizes of the files and the data set's fingerprint."""
+        in_shard = self.member_sizes
+        sizes = np.array(
+            [in_shard[i] if i in in_shard else _size(p) for i, p in enumerate(self.paths)],
+            dtype=np.int64,
+        )
+        h = hashlib.sha256()
+        for k, rel, size in zip(self.source_index, self.relpaths, sizes.tolist(), strict=True):
+            h.update(f"{k}\t{rel}\t{size}\n".encode())
+        return ImageList(
+            paths=np.array([p.encode("utf-8") for p in self.paths], dtype=np.bytes_),
+            sizes=sizes,
+            relpaths=np.array([r.encode("utf-8") for r in self.relpaths], dtype=np.bytes_),
+            source_index=np.array(self.source_index, dtype=np.int16),
+            sources=tuple(str(s) for s in sources),
+            coco_ids=np.array(self.coco_ids, dtype=np.int64),
+            fingerprint=h.hexdigest(),
+            offsets=np.array(self.offsets, dtype=np.int64),
+        )
+
+
+def resolve_sources(specs: Sequence[str | Path]) -> ImageList:
+    """Read every source, in order, into one ImageList with its fingerprint."""
+    if not specs:
+        raise DataSourceError(
+            "no data source given: set `data` to an image folder, list or COCO json"
+        )
+    images = _Images()
+    for k, raw in enumerate(specs):
+        spec = str(raw)
+        if not spec.strip():  # Path("") is the current folder: never what was meant
+            raise DataSourceError(
+                "an empty data source: give an image folder, a .txt image list or a COCO json"
+            )
+        if is_shard_spec(spec):
+            images.add_shards(spec, k)
+        else:
+            images.add_files(spec, k)
+    return images.image_list(specs)
 
 
 def _require_utf8_names(root: Path, rels: Sequence[str]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from orl.discover.steps import (
 )
 from orl.discover.store import FLAG_FALLBACK, FLAG_SKIPPED, write_store_arrays
 from orl.distributed import barrier, init_distributed
+from orl.models.byol import Encoder
 from orl.models.pretrained import load_pretrained
 
 
@@ -92,6 +94,40 @@ def _raw_source(ctx: Context, timings: dict[str, float]) -> RawSource:
     return lambda s: [every[i] for i in ctx.shards.range(s)]
 
 
+@contextmanager
+def _step_timer(timings: dict[str, float], name: str) -> Iterator[None]:
+    """`timings[name]`: seconds of a step, up to when every rank has finished it."""
+    t0 = time.perf_counter()
+    yield
+    barrier()
+    timings[name] = time.perf_counter() - t0
+
+
+def _steps(
+    ctx: Context, encoder: Encoder, raw: RawSource, source: str, timings: dict[str, float]
+) -> tuple[RoiBank, np.ndarray]:
+    """Image embeddings, image kNN (sec. 3.1 (i)), RoI embeddings of the filtered proposals (ii)
+    and the top-ranked RoI pairs (iii) on this rank's shards; returns the RoI bank and the
+    neighbours of every image."""
+    with _step_timer(timings, "image_embed_s"):
+        image_embed_step(ctx, encoder)
+    with _step_timer(timings, "knn_s"):
+        embedded = load_image_embeddings(ctx)
+        if embedded["usable"].sum() < ctx.cfg.k + 1:
+            raise DiscoverError(
+                f"{source}: only {int(embedded['usable'].sum())} decodable images; "
+                f"k={ctx.cfg.k} needs {ctx.cfg.k + 1}; lower it with --set k=..."
+            )
+        knn_step(ctx, embedded)
+    with _step_timer(timings, "roi_embed_s"):
+        roi_step(ctx, encoder, raw, embedded)
+    with _step_timer(timings, "pairs_s"):
+        bank = load_roi_bank(ctx)
+        neighbours, _ = load_neighbours(ctx)
+        pairs_step(ctx, bank, neighbours)
+    return bank, neighbours
+
+
 def discover(
     cfg: DiscoverConfig,
     checkpoint: Path,
@@ -116,11 +152,10 @@ def discover(
         raise DiscoverError(str(exc)) from exc
     device = device or torch.device("cpu")
     encoder = pretrained.build_encoder().to(device)
-    usable_min = cfg.k + 1
-    if len(images) < usable_min:
+    if len(images) < cfg.k + 1:
         raise DiscoverError(
             f"{data[0]}: {len(images)} images, but k={cfg.k} neighbours need at least "
-            f"{usable_min}; lower it with --set k=..."
+            f"{cfg.k + 1}; lower it with --set k=..."
         )
     dirs = _step_dirs(cfg, images, out, pretrained.sha256)
     ctx = Context(cfg, images, Shards(len(images), cfg.shard_size), dirs, rank, world, device)
@@ -128,30 +163,7 @@ def discover(
 
     raw = _raw_source(ctx, timings)
     barrier()
-    t0 = time.perf_counter()
-    image_embed_step(ctx, encoder)
-    barrier()
-    timings["image_embed_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    embedded = load_image_embeddings(ctx)
-    if embedded["usable"].sum() < usable_min:
-        raise DiscoverError(
-            f"{data[0]}: only {int(embedded['usable'].sum())} decodable images; k={cfg.k} needs "
-            f"{usable_min}; lower it with --set k=..."
-        )
-    knn_step(ctx, embedded)
-    barrier()
-    timings["knn_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    roi_step(ctx, encoder, raw, embedded)
-    barrier()
-    timings["roi_embed_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    bank = load_roi_bank(ctx)
-    neighbours, _ = load_neighbours(ctx)
-    pairs_step(ctx, bank, neighbours)
-    barrier()
-    timings["pairs_s"] = time.perf_counter() - t0
+    bank, neighbours = _steps(ctx, encoder, raw, data[0], timings)
     if rank == 0:
         t0 = time.perf_counter()
         meta = {

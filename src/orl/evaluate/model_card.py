@@ -137,20 +137,18 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
-def model_card(
-    weights: Pretrained,
-    width: int,
-    facts: TrainingFacts | None,
-    results: Sequence[tuple[str, str, str, str]],
-) -> str:
-    """The Markdown of `README.md`: Hugging Face metadata, training facts, evaluation, usage."""
+def _method(weights: Pretrained, facts: TrainingFacts | None) -> tuple[str, str]:
+    """(short name for the title, what the method is) of the exported weights."""
     if facts is not None:
-        short, method = METHODS.get(facts.method, ("unknown method", "unknown"))
-    elif weights.identity.startswith("random:"):
-        short, method = "random init", "none (random initialisation)"
-    else:
-        short, method = "imported", "unknown (exported from a plain state dict)"
-    lines = [
+        return METHODS.get(facts.method, ("unknown method", "unknown"))
+    if weights.identity.startswith("random:"):
+        return "random init", "none (random initialisation)"
+    return "imported", "unknown (exported from a plain state dict)"
+
+
+def _header(weights: Pretrained, width: int, short: str) -> list[str]:
+    """Hugging Face metadata, title and what the model outputs."""
+    return [
         "---",
         "library_name: timm",
         "license: other",  # the weights inherit the terms of the images they were trained on
@@ -168,12 +166,15 @@ def model_card(
         f"NeurIPS 2021). There is no classifier: the model outputs the {width}-d global average "
         "of the last stage (`num_classes: 0`).",
         "",
-        "## Training",
-        "",
     ]
-    facts_rows = [("method", method), ("checkpoint", f"`{weights.identity}`")]
+
+
+def _training_rows(
+    weights: Pretrained, facts: TrainingFacts | None, method: str
+) -> list[tuple[str, str]]:
+    rows = [("method", method), ("checkpoint", f"`{weights.identity}`")]
     if facts is not None:
-        facts_rows += [
+        rows += [
             ("data set fingerprint", f"`{facts.data_fingerprint}` (SHA-256 of the ordered "
              "relative paths and sizes of the training images)"),
             ("epochs", f"{facts.epochs_done} of {facts.epochs}"),
@@ -181,13 +182,12 @@ def model_card(
             ("batch size", str(facts.batch_size)),
             ("training resolution", f"{facts.image_size} px"),
         ]  # fmt: skip
-    lines += _table(("", ""), facts_rows)
-    lines += ["", "## Evaluation", ""]
-    if results:
-        lines += _table(("protocol", "setting", "metric", "value (%)"), results)
-    else:
-        lines.append("No evaluation report was attached to this export.")
-    lines += [
+    return rows
+
+
+def _use_and_licence(arch: str) -> list[str]:
+    """How to load the weights (timm, torchvision) and the licence note."""
+    return [
         "",
         "## Use",
         "",
@@ -199,7 +199,7 @@ def model_card(
         "```python",
         "import torch, torchvision",
         "from safetensors.torch import load_file",
-        f"net = torchvision.models.{weights.arch}()",
+        f"net = torchvision.models.{arch}()",
         "net.fc = torch.nn.Identity()",
         'net.load_state_dict(load_file("model.safetensors"))',
         "```",
@@ -214,4 +214,23 @@ def model_card(
         "set the licence in the metadata above before publishing.",
         "",
     ]
+
+
+def model_card(
+    weights: Pretrained,
+    width: int,
+    facts: TrainingFacts | None,
+    results: Sequence[tuple[str, str, str, str]],
+) -> str:
+    """The Markdown of `README.md`: Hugging Face metadata, training facts, evaluation, usage."""
+    short, method = _method(weights, facts)
+    lines = _header(weights, width, short)
+    lines += ["## Training", ""]
+    lines += _table(("", ""), _training_rows(weights, facts, method))
+    lines += ["", "## Evaluation", ""]
+    if results:
+        lines += _table(("protocol", "setting", "metric", "value (%)"), results)
+    else:
+        lines.append("No evaluation report was attached to this export.")
+    lines += _use_and_licence(weights.arch)
     return "\n".join(lines)

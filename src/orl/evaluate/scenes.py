@@ -196,6 +196,31 @@ def _probe(
     return report
 
 
+def _read_splits(scenes_dir: Path) -> tuple[SceneSplit, SceneSplit, SceneSplit | None]:
+    """The train and test splits, and the `test_seen` split when the folder has one."""
+    train, test = read_scene_split(scenes_dir, "train"), read_scene_split(scenes_dir, "test")
+    seen = read_scene_split(scenes_dir, SEEN_SPLIT) if has_split(scenes_dir, SEEN_SPLIT) else None
+    if train.categories != test.categories:
+        raise EvalInputError(f"{scenes_dir}: train and test annotations list other categories")
+    if not len(train.obj_image) or not len(test.obj_image):
+        raise EvalInputError(f"{scenes_dir}: a split has no annotated object to crop")
+    return train, test, seen
+
+
+def _featurizers(
+    backbone: nn.Module | None, device: torch.device | None, baselines: bool, gray: bool
+) -> dict[str, Featurizer]:
+    """The feature kinds to probe: the backbone, the baselines, and their grayscale twins."""
+    featurizers: dict[str, Featurizer] = dict(BASELINES) if baselines else {}
+    if backbone is not None:
+        featurizers[BACKBONE] = backbone_featurizer(backbone, device)
+    if not featurizers:
+        raise ValueError("evaluate_scenes needs a backbone or baselines=True")
+    if gray:
+        featurizers.update({f"{k}_gray": grayscale_featurizer(f) for k, f in featurizers.items()})
+    return featurizers
+
+
 def evaluate_scenes(
     scenes_dir: Path,
     backbone: nn.Module | None,
@@ -219,19 +244,8 @@ def evaluate_scenes(
     images under `<name>_gray` (the backbone's as `gray`). `seed` drives the classifiers' CV
     folds. The backbone is put in eval mode (and channels-last memory format) in place.
     """
-    train, test = read_scene_split(scenes_dir, "train"), read_scene_split(scenes_dir, "test")
-    seen = read_scene_split(scenes_dir, SEEN_SPLIT) if has_split(scenes_dir, SEEN_SPLIT) else None
-    if train.categories != test.categories:
-        raise EvalInputError(f"{scenes_dir}: train and test annotations list other categories")
-    if not len(train.obj_image) or not len(test.obj_image):
-        raise EvalInputError(f"{scenes_dir}: a split has no annotated object to crop")
-    featurizers: dict[str, Featurizer] = dict(BASELINES) if baselines else {}
-    if backbone is not None:
-        featurizers[BACKBONE] = backbone_featurizer(backbone, device)
-    if not featurizers:
-        raise ValueError("evaluate_scenes needs a backbone or baselines=True")
-    if gray:
-        featurizers.update({f"{k}_gray": grayscale_featurizer(f) for k, f in featurizers.items()})
+    train, test, seen = _read_splits(scenes_dir)
+    featurizers = _featurizers(backbone, device, baselines, gray)
     f_train, f_test = (
         extract_split(s, featurizers, image_size, crop_size, batch_size) for s in (train, test)
     )

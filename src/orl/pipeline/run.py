@@ -22,11 +22,11 @@ from orl.data.photo_sources import FetchError
 from orl.data.sources import ImageList, resolve_sources
 from orl.discover.pipeline import run_discover
 from orl.pipeline import layout
-from orl.pipeline.config import PipelineConfig, ResolvedPipeline, resolve_pipeline
+from orl.pipeline.config import EvalSpec, PipelineConfig, ResolvedPipeline, resolve_pipeline
 from orl.pipeline.probe_stage import run_probe
 from orl.pipeline.stages import StageFailed, run_stage
 from orl.pipeline.study import run_study
-from orl.pipeline.study_config import resolve_study
+from orl.pipeline.study_config import ResolvedStudy, resolve_study
 from orl.train.loop import pretrain
 
 
@@ -42,6 +42,72 @@ class PipelineRun:
 def _images_per_s(images: ImageList, state: dict[str, Any]) -> float:
     wall = float(state.get("wall_time_s", 0.0))
     return len(images) / wall if wall > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class _Stages:
+    """Runs each stage of one pipeline as a resumable unit; rank 0 records the state of every
+    stage in `pipeline.json` as soon as it finishes."""
+
+    out: Path
+    dirs: dict[str, Path]  # stage name -> its folder
+    resume: bool
+    is_main: bool
+    record: dict[str, Any]  # what pipeline.json holds
+
+    def say(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    def run(self, name: str, key: str, work: Callable[[], None]) -> None:
+        state = run_stage(name, self.dirs[name], key, work, self.resume, self.is_main, self.say)
+        self.record["stages"][name] = state
+        if self.is_main:
+            text = json.dumps(self.record, indent=1) + "\n"
+            atomic_write_text(text, self.out / layout.PIPELINE_FILE)
+
+
+def _write_stage2_timing(stages: _Stages, images: ImageList) -> None:
+    """Stage 2's wall time and images/s beside its store (rank 0 only)."""
+    if stages.is_main:
+        s2 = stages.record["stages"][layout.STAGE2_DIR]
+        timing = {"wall_time_s": s2["wall_time_s"], "images_per_s": _images_per_s(images, s2)}
+        folder = stages.dirs[layout.STAGE2_DIR]
+        atomic_write_text(json.dumps(timing) + "\n", folder / layout.TIMING_FILE)
+
+
+def _evaluate(
+    stages: _Stages, spec: EvalSpec, base_dir: Path, checkpoints: dict[str, str], key: str
+) -> None:
+    """The probe of the random init, BYOL and ORL backbones."""
+
+    def evaluation() -> None:
+        if stages.is_main:  # a few hundred images: one process is enough
+            run_probe(spec, base_dir, checkpoints, stages.dirs[layout.EVAL_DIR])
+
+    stages.run(layout.EVAL_DIR, key, evaluation)
+
+
+def _scene_study(stages: _Stages, study: ResolvedStudy, world_size: int) -> None:
+    """The scene study, in one process; skipped when its packages cannot be fetched."""
+    if world_size > 1:
+        stages.say("scene study skipped under torchrun: run benchmarks/scenes_study.py on its own")
+        return
+    key = settings_key("scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover))
+
+    def scenes() -> None:
+        # The package cache sits outside the stage folder, which a changed key clears.
+        folder = stages.dirs[layout.SCENES_DIR]
+        run_study(study, folder, stages.out / ".cache-scenes", log=stages.say)
+
+    try:
+        stages.run(layout.SCENES_DIR, key, scenes)
+    except StageFailed as exc:
+        # Without apt-get the stamps cannot be fetched: the demo carries on without the study,
+        # as it does without the Debian photos, and a later run with apt-get retries it.
+        if not isinstance(exc.__cause__, FetchError):
+            raise
+        stages.say(f"scene study skipped: {exc.__cause__}")
 
 
 def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) -> PipelineRun:
@@ -61,18 +127,9 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
     key2 = settings_key("stage2", to_dict(rp.stage2), fp, key1)
     key3 = settings_key("stage3", to_dict(orl_cfg), fp, key2)
     record: dict[str, Any] = {"data_fingerprint": fp, "data": list(rp.cfg.data), "stages": {}}
+    stages = _Stages(out, dirs, resume, dist.is_main, record)
     if dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-
-    def say(message: str) -> None:
-        if dist.is_main:
-            print(message, flush=True)
-
-    def stage(name: str, key: str, work: Callable[[], None]) -> None:
-        state = run_stage(name, dirs[name], key, work, resume, dist.is_main, say)
-        record["stages"][name] = state
-        if dist.is_main:
-            atomic_write_text(json.dumps(record, indent=1) + "\n", out / layout.PIPELINE_FILE)
 
     def stage1() -> None:
         pretrain(rp.stage1, dirs[layout.STAGE1_DIR], resume=True)
@@ -83,45 +140,19 @@ def run_pipeline(config: Path, out: Path, overrides: list[str], resume: bool) ->
     def stage3() -> None:
         pretrain(orl_cfg, dirs[layout.STAGE3_DIR], resume=True)
 
-    stage(layout.STAGE1_DIR, key1, stage1)
-    stage(layout.STAGE2_DIR, key2, stage2)
-    if dist.is_main:
-        s2 = record["stages"][layout.STAGE2_DIR]
-        timing = {"wall_time_s": s2["wall_time_s"], "images_per_s": _images_per_s(images, s2)}
-        atomic_write_text(json.dumps(timing) + "\n", dirs[layout.STAGE2_DIR] / layout.TIMING_FILE)
-    stage(layout.STAGE3_DIR, key3, stage3)
+    stages.run(layout.STAGE1_DIR, key1, stage1)
+    stages.run(layout.STAGE2_DIR, key2, stage2)
+    _write_stage2_timing(stages, images)
+    stages.run(layout.STAGE3_DIR, key3, stage3)
     if rp.cfg.eval is not None:
-        spec = rp.cfg.eval
         checkpoints = {
             "random init": f"random:{rp.stage1.arch}",
             "BYOL": str(ckpt1),
             "ORL": str(ckpt3),
         }
-
-        def evaluation() -> None:
-            if dist.is_main:  # a few hundred images: one process is enough
-                run_probe(spec, rp.base_dir, checkpoints, dirs[layout.EVAL_DIR])
-
-        stage(layout.EVAL_DIR, settings_key("eval", to_dict(spec), key1, key3), evaluation)
-    if study is not None and dist.world_size > 1:
-        say("scene study skipped under torchrun: run benchmarks/scenes_study.py on its own")
-    elif study is not None:
-        resolved = study
-        key = settings_key(
-            "scenes", to_dict(study.cfg), to_dict(study.train), to_dict(study.discover)
-        )
-
-        def scenes() -> None:
-            # The package cache sits outside the stage folder, which a changed key clears.
-            run_study(resolved, dirs[layout.SCENES_DIR], out / ".cache-scenes", log=say)
-
-        try:
-            stage(layout.SCENES_DIR, key, scenes)
-        except StageFailed as exc:
-            # Without apt-get the stamps cannot be fetched: the demo carries on without the study,
-            # as it does without the Debian photos, and a later run with apt-get retries it.
-            if not isinstance(exc.__cause__, FetchError):
-                raise
-            say(f"scene study skipped: {exc.__cause__}")
+        key = settings_key("eval", to_dict(rp.cfg.eval), key1, key3)
+        _evaluate(stages, rp.cfg.eval, rp.base_dir, checkpoints, key)
+    if study is not None:
+        _scene_study(stages, study, dist.world_size)
     distributed.barrier()
     return PipelineRun(rp.cfg, [images.path(i) for i in range(len(images))], dist.is_main)

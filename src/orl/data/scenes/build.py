@@ -3,8 +3,8 @@
 Object instances (per category) and background photos (per package) are split 65/35 into disjoint
 train and test pools, because with shared instances a colour histogram "memorizes" instances
 (mAP 0.33 vs 0.21 disjoint, docs/scenes.md). Scene ``i`` of a split is drawn by
-``compose.compose_scene`` from its own generator, seeded by ``(seed, split, i)``, so the output
-does not depend on the number of worker processes nor on the order scenes are drawn in. The
+``compose.compose_scene`` from its own generator, seeded by ``(seed, split, i)`` (``draw``), so the
+output does not depend on the number of worker processes nor on the order scenes are drawn in. The
 folder layout is in ``layout``; a second call with the same settings finds it finished and returns.
 """
 
@@ -13,34 +13,25 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from orl.artifacts import atomic_open, atomic_write_text
+from orl.artifacts import atomic_write_text
 from orl.data.scenes import compose
 from orl.data.scenes.catalogue import ScenesError, check_category_set
-from orl.data.scenes.compose import (
-    DEFAULT_STYLE,
-    Background,
-    SceneStyle,
-    Stamp,
-    compose_scene,
-)
+from orl.data.scenes.compose import DEFAULT_STYLE, Background, SceneStyle, Stamp
+from orl.data.scenes.draw import SplitJob, draw_split
 from orl.data.scenes.fetch import licences_markdown, load_inputs, package_pins
 from orl.data.scenes.layout import (
     FORMAT_VERSION,
     SEEN_SPLIT,
     SPLITS,
-    SceneRecord,
-    coco_annotation,
     fingerprint,
     finished_build,
     image_dir,
@@ -49,7 +40,6 @@ from orl.data.scenes.layout import (
     start_build,
     write_split,
 )
-from orl.progress import progress
 
 __all__ = ["ScenesSummary", "build_scenes", "build_scenes_from", "image_dir", "instances_json"]
 
@@ -57,7 +47,6 @@ Log = Callable[[str], None]
 
 TRAIN_FRACTION = 0.65
 POOL_MIN_SCENES = 500  # below this, starting worker processes costs more than it saves
-CHUNK = 50  # scenes per worker task
 
 
 @dataclass(frozen=True)
@@ -73,19 +62,6 @@ class ScenesSummary:
     reused: bool
 
 
-@dataclass(frozen=True)
-class _SplitJob:
-    """What a worker needs to draw and write the scenes of one split."""
-
-    out_dir: Path
-    split: str
-    seed: int
-    size: int
-    pools: list[list[Stamp]]  # per category index, the instances of this split
-    backgrounds: list[Background]
-    style: SceneStyle
-
-
 def split_ids(ids: Sequence[int], groups: Sequence[str], seed: Sequence[int]) -> list[list[int]]:
     """``[train, test]`` ids: each group shuffled and cut 65/35, both sides non-empty if it can."""
     rng = np.random.default_rng(list(seed))
@@ -98,57 +74,6 @@ def split_ids(ids: Sequence[int], groups: Sequence[str], seed: Sequence[int]) ->
         parts[0] += order[:cut]
         parts[1] += order[cut:]
     return [sorted(p) for p in parts]
-
-
-def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
-    """The generator of one scene, independent of every other scene."""
-    return np.random.default_rng([seed, 3, (*SPLITS, SEEN_SPLIT).index(split), index])
-
-
-_JOB: _SplitJob | None = None  # the split being drawn, in this process or a forked worker
-
-
-def _set_job(job: _SplitJob) -> None:
-    global _JOB
-    _JOB = job
-
-
-def _draw_chunk(bounds: tuple[int, int]) -> list[SceneRecord]:
-    """Draw and write scenes ``start..stop-1`` of the current split; return their records."""
-    job = _JOB
-    assert job is not None
-    records = []
-    for index in range(*bounds):
-        rng = scene_rng(job.seed, job.split, index)
-        scene = compose_scene(rng, job.pools, job.backgrounds, job.size, job.style)
-        with atomic_open(image_dir(job.out_dir, job.split) / f"{index:06d}.png") as handle:
-            # Level 1 halves the encoding time (the larger part of a scene) for 5% larger files.
-            Image.fromarray(scene.image).save(handle, format="PNG", compress_level=1)
-        records.append((scene.background_id, [coco_annotation(o) for o in scene.objects]))
-    return records
-
-
-def _draw_split(job: _SplitJob, count: int, workers: int) -> list[SceneRecord]:
-    chunks = [(start, min(count, start + CHUNK)) for start in range(0, count, CHUNK)]
-    records: list[SceneRecord] = []
-    with progress(total=count, desc=f"{job.split} scenes", unit="scene") as bar:
-        for chunk in _draw_chunks(job, chunks, workers):
-            records += chunk
-            bar.update(len(chunk))
-    return records
-
-
-def _draw_chunks(
-    job: _SplitJob, chunks: list[tuple[int, int]], workers: int
-) -> Iterator[list[SceneRecord]]:
-    """Each chunk's records in chunk order, drawn here or by `workers` processes."""
-    if workers <= 1:
-        _set_job(job)
-        yield from map(_draw_chunk, chunks)
-        return
-    # fork: workers inherit the decoded stamps instead of unpickling tens of MB each.
-    with multiprocessing.get_context("fork").Pool(workers, _set_job, (job,)) as pool:
-        yield from pool.imap(_draw_chunk, chunks)
 
 
 def _split_counts(n_train: int, n_test: int, n_test_seen: int) -> dict[str, int]:
@@ -217,6 +142,97 @@ def _content_digest(stamps: Sequence[Stamp], backgrounds: Sequence[Background]) 
     return digest.hexdigest()
 
 
+# split -> (its instances' pool, its backgrounds' pool) in the [train, test] pools; test_seen puts
+# the train instances on the test backgrounds.
+POOL_OF = {"train": (0, 0), "test": (1, 1), SEEN_SPLIT: (0, 1)}
+
+
+@dataclass(frozen=True)
+class _Pools:
+    """The instance ids and the background ids of the [train, test] pools (``split_ids``)."""
+
+    instances: list[list[int]]
+    backgrounds: list[list[int]]
+
+
+def _draw_pools(stamps: Sequence[Stamp], backgrounds: Sequence[Background], seed: int) -> _Pools:
+    instances = split_ids(
+        [s.instance_id for s in stamps], [str(s.category) for s in stamps], (seed, 1)
+    )
+    background_ids = split_ids(
+        [b.background_id for b in backgrounds], [b.group for b in backgrounds], (seed, 2)
+    )
+    return _Pools(instances, background_ids)
+
+
+def _split_inputs(
+    split: str,
+    pools: _Pools,
+    stamps: Sequence[Stamp],
+    backgrounds: Sequence[Background],
+    n_categories: int,
+) -> tuple[list[list[Stamp]], list[Background]]:
+    """The stamps (per category index) and the backgrounds the scenes of ``split`` draw from."""
+    k_inst, k_back = POOL_OF[split]
+    per_category = [
+        [s for s in stamps if s.category == c and s.instance_id in pools.instances[k_inst]]
+        for c in range(n_categories)
+    ]
+    kept_backgrounds = [b for b in backgrounds if b.background_id in pools.backgrounds[k_back]]
+    if sum(map(bool, per_category)) < 2 or not kept_backgrounds:
+        raise ScenesError(
+            f"the {split} split gets {sum(map(bool, per_category))} categories and "
+            f"{len(kept_backgrounds)} backgrounds; it needs at least 2 and 1"
+        )
+    return per_category, kept_backgrounds
+
+
+def _split_contents(
+    counts: Mapping[str, int], objects: Mapping[str, int], pools: _Pools
+) -> dict[str, dict[str, int]]:
+    """Per split: scenes, objects, and the instances and backgrounds of its pools."""
+    return {
+        s: {
+            "scenes": counts[s],
+            "objects": objects[s],
+            "instances": len(pools.instances[POOL_OF[s][0]]),
+            "backgrounds": len(pools.backgrounds[POOL_OF[s][1]]),
+        }
+        for s in counts
+    }
+
+
+def _write_meta(
+    out_dir: Path,
+    settings: Mapping[str, Any],
+    categories: Sequence[str],
+    contents: Mapping[str, Mapping[str, int]],
+    pools: _Pools,
+    names: Mapping[int, str],
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Write ``meta.json`` (the settings, with their seed, size and style up front, what each split
+    holds, where the inputs came from) and ``LICENSES.md``; returns the meta."""
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "fingerprint": fingerprint(settings),
+        "seed": settings["seed"],
+        "size": settings["size"],
+        "categories": list(categories),
+        "counts": contents,
+        "instances": dict(zip(SPLITS, pools.instances, strict=True)),
+        "backgrounds": dict(zip(SPLITS, pools.backgrounds, strict=True)),
+        "background_names": {str(i): n for i, n in sorted(names.items())},
+        "style": settings["style"],
+        "settings": settings,
+        **provenance,
+    }
+    atomic_write_text(json.dumps(meta, indent=1), out_dir / "meta.json")
+    licences = licences_markdown(provenance.get("packages", {}), provenance.get("licences", {}))
+    atomic_write_text(licences, out_dir / "LICENSES.md")
+    return meta
+
+
 def build_scenes_from(
     out_dir: Path,
     stamps: Sequence[Stamp],
@@ -249,29 +265,11 @@ def build_scenes_from(
     settings = _settings(source, size, counts, seed, style)
     if finished_build(out_dir, settings):
         return _reuse(out_dir, started, log)
-    provenance = dict(provenance or {})
-    instances = split_ids(
-        [s.instance_id for s in stamps], [str(s.category) for s in stamps], (seed, 1)
-    )
-    background_ids = split_ids(
-        [b.background_id for b in backgrounds], [b.group for b in backgrounds], (seed, 2)
-    )
-    # split -> (index of its instances, index of its backgrounds) in the [train, test] pools
-    pool_of = {"train": (0, 0), "test": (1, 1), SEEN_SPLIT: (0, 1)}
+    pools = _draw_pools(stamps, backgrounds, seed)
     jobs = []
     for split in counts:
-        k_inst, k_back = pool_of[split]
-        pools = [
-            [s for s in stamps if s.category == c and s.instance_id in instances[k_inst]]
-            for c in range(len(categories))
-        ]
-        kept_backgrounds = [b for b in backgrounds if b.background_id in background_ids[k_back]]
-        if sum(map(bool, pools)) < 2 or not kept_backgrounds:
-            raise ScenesError(
-                f"the {split} split gets {sum(map(bool, pools))} categories and "
-                f"{len(kept_backgrounds)} backgrounds; it needs at least 2 and 1"
-            )
-        jobs.append(_SplitJob(out_dir, split, seed, size, pools, kept_backgrounds, style))
+        per_category, kept = _split_inputs(split, pools, stamps, backgrounds, len(categories))
+        jobs.append(SplitJob(out_dir, split, seed, size, per_category, kept, style))
 
     start_build(out_dir, settings)
     if workers is None:
@@ -281,34 +279,11 @@ def build_scenes_from(
     names = {b.background_id: b.name for b in backgrounds}
     objects = {}
     for job in jobs:
-        records = _draw_split(job, counts[job.split], workers)
+        records = draw_split(job, counts[job.split], workers)
         objects[job.split] = write_split(out_dir, job.split, records, categories, names, size)
-    split_counts = {
-        s: {
-            "scenes": counts[s],
-            "objects": objects[s],
-            "instances": len(instances[pool_of[s][0]]),
-            "backgrounds": len(background_ids[pool_of[s][1]]),
-        }
-        for s in counts
-    }
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "fingerprint": fingerprint(settings),
-        "seed": seed,
-        "size": size,
-        "categories": list(categories),
-        "counts": split_counts,
-        "instances": dict(zip(SPLITS, instances, strict=True)),
-        "backgrounds": dict(zip(SPLITS, background_ids, strict=True)),
-        "background_names": {str(i): n for i, n in sorted(names.items())},
-        "style": dataclasses.asdict(style),
-        "settings": settings,
-        **provenance,
-    }
-    atomic_write_text(json.dumps(meta, indent=1), out_dir / "meta.json")
-    licences = licences_markdown(provenance.get("packages", {}), provenance.get("licences", {}))
-    atomic_write_text(licences, out_dir / "LICENSES.md")
+    contents = _split_contents(counts, objects, pools)
+    provenance = dict(provenance or {})
+    meta = _write_meta(out_dir, settings, categories, contents, pools, names, provenance)
     mark_finished(out_dir, settings)
     summary = _summary(out_dir, meta, time.monotonic() - started, reused=False)
     wrote = " + ".join(str(objects[split]) for split in counts)

@@ -3,7 +3,7 @@
 Objects come from Debian's ``tuxpaint-stamps-default``; backgrounds from Debian ``tuxpaint-data``,
 the PyPI wheels ``mvtb-data`` and ``scikit-image`` and, inside Qt ``.rcc`` bundles, Debian
 ``gcompris-qt-data`` (``docs/scenes.md``). Archives are fetched with the ordinary clients
-(``orl.data.photo_sources``) into a cache folder and read in memory (``orl.data.photos``); the
+(``orl.data.photo_sources``) into a cache folder and read in memory (``orl.data.archives``); the
 few members wanted from a ``.deb`` are also kept in a zip beside it, for the next build.
 """
 
@@ -21,8 +21,8 @@ import numpy as np
 from PIL import Image
 
 from orl.artifacts import atomic_open
+from orl.data.archives import iter_archive_files
 from orl.data.photo_sources import FetchError, download_package
-from orl.data.photos import iter_archive_files
 from orl.data.qt_resources import RccFormatError, iter_rcc_entries
 from orl.data.scenes.catalogue import (
     BackgroundEntry,
