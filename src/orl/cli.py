@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from orl.checkpoint import CheckpointError
-from orl.config import add_set_option
+from orl.config import add_set_option, load_config
 from orl.discover import cli as discover_cli
 from orl.evaluate import cli as eval_cli
 from orl.train import cli as train_cli
