@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
     "seeds=[3]",
+    "baselines=true",  # the quick preset skips them; run them here
     "train.overrides.epochs=1",
     "train.overrides.batch_size=8",
     "train.overrides.workers=0",
