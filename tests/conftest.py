@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,10 @@ import torch
 import yaml
 from PIL import Image
 
+# One torch thread here and in every process a test starts (they inherit the environment: CLI
+# subprocesses, torchrun ranks, submitit's local jobs): the suite's bit-identity checks compare
+# runs from different processes, and another thread count changes the float summation order.
+os.environ["OMP_NUM_THREADS"] = "1"
 torch.set_num_threads(1)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -159,7 +158,6 @@ def _kill_when(cmd: list[str], ready: callable, timeout: float = 240) -> None:  
         cmd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     deadline = time.time() + timeout
     while not ready() and proc.poll() is None and time.time() < deadline:
@@ -222,7 +220,6 @@ def test_the_same_command_runs_under_torchrun(pipeline: Path, tmp_path: Path) ->
         [str(torchrun), "--standalone", "--nproc_per_node=2", "-m", "orl", "run",
          "--config", str(pipeline), "--out", str(work)],
         capture_output=True, text=True, timeout=600,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert all(s["status"] == "done" for s in _states(work).values())

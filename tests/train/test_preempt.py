@@ -46,8 +46,7 @@ def assert_same_final_run(reference: Path, run: Path, steps: int = 9) -> None:
 
 def run_until(cmd: list[str], run: Path, steps: int) -> subprocess.Popen[str]:
     """Start `cmd` and return once it has logged `steps` steps (or ended)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 180
     while len(logged_steps(run)) < steps and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)

@@ -20,13 +20,7 @@ pytestmark = pytest.mark.slow
 OVERRIDES = ("epochs=3", "save_every_steps=0", "deterministic=true")
 
 
-def test_preempted_job_requeues_and_resumes_exactly(
-    tiny_config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The job's process must sum in the same order as the reference here (conftest: one torch
-    # thread); on a machine with more cores it would otherwise use them all and differ in the
-    # last bits. The local executor passes this environment to the job.
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_preempted_job_requeues_and_resumes_exactly(tiny_config: Path, tmp_path: Path) -> None:
     reference, run = tmp_path / "reference", tmp_path / "run"
     sets = [x for o in OVERRIDES for x in ("--set", o)]
     assert main(["pretrain", "--config", str(tiny_config), "--out", str(reference), *sets]) == 0
